@@ -1,0 +1,103 @@
+"""Benchmarks, printed as a table and written as JSON.
+
+    python bench.py loader   # ~1 min on 2 cores: episodes/s of one loader process at the seed sizes
+
+`loader` times EpisodeLoader at the original's sizes (C=16 objects, N=8 anchor + 8 positive
+views, 640x640 scenes). Its cost depends on array shapes only, not on what they show, so unless
+--data-dir names a rendered dataset it times a synthetic one written in the real chunk layout
+(random pixels, rendering 1000 views per object would take hours). Data is read through the
+page cache as in training, after one warm-up pass.
+"""
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+
+from data import EpisodeLoader, Split, prefetch, write_chunk, write_json_atomic
+from generate_data import PROFILES, manifest_for, parse_args as generation_args, plan_chunks, generation_config
+
+
+def synthetic_dataset(out_dir, num_scenes, num_objects, views_per_object, seed=0):
+    """A train split of random arrays in the layout generate_data.py writes, at the full profile's sizes."""
+    args = generation_args(["--out-dir", out_dir, "--profile", "full", "--train-ids", f"0-{num_objects - 1}",
+                            "--num-train-scenes", str(num_scenes), "--views-per-object", str(views_per_object)])
+    config = generation_config(args)
+    rng = np.random.default_rng(seed)
+    s, g, v = config["scene_size"], config["grid_size"], config["view_size"]
+    k, i = config["objects_per_scene"], config["instances_per_object"]
+    split_dir = os.path.join(out_dir, "train")
+    os.makedirs(split_dir)
+    chunks = [c for c in plan_chunks(config) if c["split"] == "train"]
+    for chunk in chunks:
+        path = os.path.join(split_dir, chunk["name"])
+        if chunk["kind"] == "views":
+            m = len(chunk["obj_ids"])
+            write_chunk(path, dict(views=rng.integers(0, 256, (m, views_per_object, v, v, 4), dtype=np.uint8),
+                                   obj_ids=np.asarray(chunk["obj_ids"], dtype=np.int16)))
+        else:
+            n = chunk["count"]
+            write_chunk(path, dict(
+                rgb=rng.integers(0, 256, (n, s, s, 3), dtype=np.uint8),
+                obj_ids=np.stack([rng.choice(num_objects, k, replace=False) for _ in range(n)]).astype(np.int16),
+                box_masks=rng.integers(0, 2, (n, k, g, g), dtype=np.uint8),
+                visible_masks=rng.integers(0, 2, (n, k, g, g), dtype=np.uint8),
+                boxes=rng.integers(0, s, (n, k, i, 4), dtype=np.int16),
+                pixel_counts=rng.integers(0, 1000, (n, k, i), dtype=np.int32)))
+    write_json_atomic(os.path.join(split_dir, "manifest.json"), manifest_for(config, "train", chunks, split_dir))
+    return out_dir
+
+
+def time_episodes(iterator, count):
+    next(iterator)  # the first item starts the prefetch thread
+    start = time.perf_counter()
+    for _ in range(count):
+        next(iterator)
+    return count / (time.perf_counter() - start)
+
+
+def bench_loader(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = args.data_dir or synthetic_dataset(tmp, num_scenes=64, num_objects=200, views_per_object=32)
+        split = Split(data_dir, "train")
+        loader = EpisodeLoader(split, num_objects=16, num_views=8, seed=0, training=True)
+        time_episodes(loader.batches(1), split.num_scenes)  # warm the page cache
+        rows = []
+        for name, make in (("episode() in a loop", lambda: loader.batches(1)),
+                           ("with background prefetch", lambda: prefetch(loader.batches(1)))):
+            rows.append({"loader": name, "episodes_per_s": round(time_episodes(make(), args.episodes), 1)})
+        episode = loader.episode(0)
+    mb = sum(v.nbytes for v in episode.values()) / 1e6
+    result = {"benchmark": "loader", "C": 16, "N": 8, "scene": list(episode["scene"].shape),
+              "episode_MB": round(mb, 2), "data": args.data_dir or "synthetic, full-profile shapes",
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "rows": rows}
+    print(f"loader at C=16, N=8, scene {episode['scene'].shape}, {mb:.1f} MB per episode")
+    print("| loader | episodes/s |\n|---|---|")
+    for row in rows:
+        print(f"| {row['loader']} | {row['episodes_per_s']} |")
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="benchmark", required=True)
+    loader = sub.add_parser("loader", help="episodes/s of one loader process",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    loader.add_argument("--data-dir", help="a rendered dataset with 640x640 scenes; default: synthetic")
+    loader.add_argument("--episodes", type=int, default=2000, help="episodes timed per row")
+    parser.add_argument("--out", default="runs/bench", help="dir for BENCHMARK.json")
+    args = parser.parse_args(argv)
+    result = {"loader": bench_loader}[args.benchmark](args)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"{args.benchmark}.json")
+    write_json_atomic(path, result)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

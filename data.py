@@ -1,0 +1,281 @@
+"""The on-disk dataset (chunks + manifests) and the episode loader.
+
+Layout of a data dir (made by generate_data.py):
+    generation.json                 the options it was generated with
+    {train,validation,test}/
+        manifest.json               counts, shapes, config, seed, versions, a checksum per chunk
+        views_NNNN/                 views.npy (M, V, h, w, 4) uint8 RGBA, obj_ids.npy (M,) int16
+        scenes_NNNN/                rgb.npy (S, H, W, 3) uint8, obj_ids.npy (S, K) int16,
+                                    box_masks.npy / visible_masks.npy (S, K, G, G) uint8 {0,1},
+                                    boxes.npy (S, K, I, 4) int16, pixel_counts.npy (S, K, I) int32
+A chunk is a directory of plain .npy files, so every array is memory-mapped rather than read,
+and it appears by an atomic rename, so a chunk that exists is complete.
+"""
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import threading
+
+import numpy as np
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "validation", "test")
+CHECKSUM_FILE = "checksum.sha256"
+GREY = 128
+MAKE_DATA_HINT = "make it with `sh generate_split_chunk_data.sh` (or `python generate_data.py --out-dir DIR`)"
+
+
+class DataError(Exception):
+    """Bad or missing data; the message names the file and what to do."""
+
+
+def parse_id_range(text):
+    """'800-899' -> range(800, 900), inclusive at both ends as users write it."""
+    try:
+        lo, hi = (int(part) for part in text.split("-"))
+    except ValueError:
+        raise ValueError(f"object id range {text!r} must look like 800-899") from None
+    if hi < lo:
+        raise ValueError(f"object id range {text!r} is empty")
+    return range(lo, hi + 1)
+
+
+def write_json_atomic(path, obj):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# chunks
+
+
+def chunk_checksum(path):
+    """sha256 over the chunk's .npy files (names and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(n for n in os.listdir(path) if n.endswith(".npy")):
+        digest.update(name.encode())
+        with open(os.path.join(path, name), "rb") as f:
+            while block := f.read(1 << 24):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def write_chunk(path, arrays):
+    """Writes {name: array} as a chunk directory, atomically; returns its checksum."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name, array in arrays.items():
+        np.save(os.path.join(tmp, f"{name}.npy"), array)
+    checksum = chunk_checksum(tmp)
+    with open(os.path.join(tmp, CHECKSUM_FILE), "w") as f:
+        f.write(checksum + "\n")
+    os.rename(tmp, path)
+    return checksum
+
+
+def stored_checksum(path):
+    """The checksum a chunk was written with, or None if the chunk is absent."""
+    try:
+        with open(os.path.join(path, CHECKSUM_FILE)) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def chunk_is_valid(path):
+    checksum = stored_checksum(path)
+    return checksum is not None and checksum == chunk_checksum(path)
+
+
+def open_chunk(path, expected_checksum, verify):
+    if not os.path.isdir(path):
+        raise DataError(f"chunk {path} is missing: rerun generate_split_chunk_data.sh with the same "
+                        "settings to render it")
+    if verify and chunk_checksum(path) != expected_checksum:
+        raise DataError(f"chunk {path} does not match its checksum in the manifest (corrupted or "
+                        "changed after generation): delete that directory and rerun "
+                        "generate_split_chunk_data.sh with the same settings to render it again")
+    return {name[:-4]: np.load(os.path.join(path, name), mmap_mode="r")
+            for name in sorted(os.listdir(path)) if name.endswith(".npy")}
+
+
+# ---------------------------------------------------------------------------------------------
+# splits
+
+
+def read_manifest(data_dir, split):
+    if not os.path.isdir(data_dir):
+        raise DataError(f"data dir {data_dir} does not exist: {MAKE_DATA_HINT}")
+    path = os.path.join(data_dir, split, "manifest.json")
+    if not os.path.exists(path):
+        raise DataError(f"{path} is missing (generation of the {split} split did not finish, or it "
+                        f"was not asked for): {MAKE_DATA_HINT}; a rerun carries on where it stopped")
+    manifest = read_json(path)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path} has data format version {manifest.get('format_version')}, this code "
+                        f"reads version {FORMAT_VERSION}: regenerate the data into a new directory")
+    return manifest
+
+
+def check_disjoint(manifests):
+    """Fails if any object id is in two splits: the test must be on objects never trained on."""
+    owner = {}
+    for manifest in manifests:
+        for obj_id in parse_id_range(manifest["object_ids"]):
+            if obj_id in owner:
+                raise DataError(f"object {obj_id} is in both the {owner[obj_id]} and {manifest['split']} "
+                                "splits: regenerate with disjoint --*-ids ranges")
+            owner[obj_id] = manifest["split"]
+
+
+class Split:
+    """One split's reference views and scenes, memory-mapped from its chunks."""
+
+    def __init__(self, data_dir, split, verify=True):
+        self.name = split
+        self.manifest = read_manifest(data_dir, split)
+        others = [read_manifest(data_dir, s) for s in SPLITS
+                  if s != split and os.path.exists(os.path.join(data_dir, s, "manifest.json"))]
+        check_disjoint([self.manifest, *others])
+        self.object_ids = np.asarray(parse_id_range(self.manifest["object_ids"]))
+        view_chunks, scene_chunks = [], []
+        for chunk in self.manifest["chunks"]:
+            arrays = open_chunk(os.path.join(data_dir, split, chunk["name"]), chunk["checksum"], verify)
+            (view_chunks if chunk["kind"] == "views" else scene_chunks).append(arrays)
+        # obj id -> (chunk, row) of its views
+        self._view_home = {int(obj_id): (c, row) for c, arrays in enumerate(view_chunks)
+                           for row, obj_id in enumerate(arrays["obj_ids"])}
+        self._view_chunks = view_chunks
+        self._scene_home = [(c, row) for c, arrays in enumerate(scene_chunks)
+                            for row in range(len(arrays["rgb"]))]
+        self._scene_chunks = scene_chunks
+        self.views_per_object = self.manifest["views_per_object"]
+        self.objects_per_scene = self.manifest["objects_per_scene"]
+
+    @property
+    def num_scenes(self):
+        return len(self._scene_home)
+
+    def views(self, obj_id):
+        """(V, h, w, 4) uint8 RGBA reference views of one object (memory-mapped)."""
+        c, row = self._view_home[int(obj_id)]
+        return self._view_chunks[c]["views"][row]
+
+    def scene(self, index):
+        """{rgb, obj_ids, box_masks, visible_masks, boxes, pixel_counts} of one scene."""
+        c, row = self._scene_home[index]
+        return {name: array[row] for name, array in self._scene_chunks[c].items()}
+
+
+def composite(rgba, background):
+    """RGBA views over a background colour; works on numpy and jax arrays alike.
+
+    rgba (..., h, w, 4) uint8, background (..., 3) uint8 -> (..., h, w, 3) float32 in [0, 1].
+    """
+    alpha = rgba[..., 3:].astype("float32") / 255
+    rgb = rgba[..., :3].astype("float32") / 255
+    background = background[..., None, None, :].astype("float32") / 255
+    return rgb * alpha + background * (1 - alpha)
+
+
+# ---------------------------------------------------------------------------------------------
+# episodes
+
+
+class EpisodeLoader:
+    """Training episodes as in the original: one scene, C of its objects, N anchor and N positive
+    views of each (all 2N distinct), the C target masks; uint8 throughout.
+
+    Episode i is a pure function of (seed, i): scenes are visited in a fresh permutation per
+    epoch and the rest is drawn from a Generator seeded with (seed, i). So the loader's whole
+    state is `position`, the index of the next episode, which is saved and restored to resume.
+    """
+
+    def __init__(self, split, num_objects, num_views, seed, training, position=0):
+        if num_objects > split.objects_per_scene:
+            raise DataError(f"{split.name} scenes hold {split.objects_per_scene} objects each, fewer than "
+                            f"the {num_objects} objects per episode asked for: lower C (--num-objects)")
+        if 2 * num_views > split.views_per_object:
+            raise DataError(f"{split.name} has {split.views_per_object} views per object, fewer than the "
+                            f"{2 * num_views} distinct anchor + positive views asked for: lower N "
+                            "(--num-views) or generate more --views-per-object")
+        self.split = split
+        self.num_objects = num_objects
+        self.num_views = num_views
+        self.seed = seed
+        self.training = training
+        self.position = position
+        self._epoch_order = (None, None)
+
+    def _scene_index(self, i):
+        epoch, offset = divmod(i, self.split.num_scenes)
+        if self._epoch_order[0] != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.split.num_scenes)
+            self._epoch_order = (epoch, order)
+        return self._epoch_order[1][offset]
+
+    def episode(self, i):
+        rng = np.random.default_rng([self.seed, i, 1])
+        scene = self.split.scene(self._scene_index(i))
+        c, n = self.num_objects, self.num_views
+        slots = np.sort(rng.choice(self.split.objects_per_scene, size=c, replace=False))
+        obj_ids = scene["obj_ids"][slots]  # (C,)
+        views = np.stack([self.split.views(obj_id)[rng.choice(self.split.views_per_object, 2 * n, replace=False)]
+                          for obj_id in obj_ids])  # (C, 2N, h, w, 4) uint8
+        if self.training:
+            backgrounds = rng.integers(0, 256, size=(c, 2 * n, 3), dtype=np.uint8)
+        else:
+            backgrounds = np.full((c, 2 * n, 3), GREY, dtype=np.uint8)
+        return {
+            "scene": np.asarray(scene["rgb"]),  # (H, W, 3) uint8
+            "anchors": views[:, :n],  # (C, N, h, w, 4) uint8
+            "positives": views[:, n:],  # (C, N, h, w, 4) uint8
+            "anchor_backgrounds": backgrounds[:, :n],  # (C, N, 3) uint8
+            "positive_backgrounds": backgrounds[:, n:],  # (C, N, 3) uint8
+            "masks": scene["box_masks"][slots],  # (C, G, G) uint8 {0,1}
+            "visible_masks": scene["visible_masks"][slots],  # (C, G, G) uint8 {0,1}
+            "boxes": scene["boxes"][slots],  # (C, I, 4) int16, -1 where not visible
+            "obj_ids": obj_ids,  # (C,) int16
+        }
+
+    def batches(self, batch_size):
+        """Endless stacked batches of B consecutive episodes; advances `position`."""
+        while True:
+            episodes = [self.episode(self.position + b) for b in range(batch_size)]
+            self.position += batch_size
+            yield {key: np.stack([e[key] for e in episodes]) for key in episodes[0]}  # (B, ...)
+
+
+def prefetch(iterator, depth=4):
+    """Runs `iterator` in a background thread, `depth` items ahead of the consumer.
+
+    numpy's copies release the GIL, so gathering the next batch overlaps the train step.
+    """
+    items = queue.Queue(maxsize=depth)
+    done = object()
+
+    def fill():
+        try:
+            for item in iterator:
+                items.put(item)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            items.put(error)
+        items.put(done)
+
+    threading.Thread(target=fill, daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item

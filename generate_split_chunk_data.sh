@@ -1,0 +1,31 @@
+#!/bin/sh
+# Renders the train / validation / test splits (objects 0-799 / 800-899 / 900-999) with pybullet
+# into chunks under $OUT_DIR, then writes a contact sheet of a few training scenes to look at.
+# Runtime on a 2-core CPU: small profile ~4 min (475 MB); full profile (the original's scale)
+# ~1 h (estimated from the small one, ~22 GB). Killed? Run it again: it carries on.
+# Result: $OUT_DIR/{train,validation,test}/manifest.json and $OUT_DIR/preview_train.png.
+set -e
+cd "$(dirname "$0")"
+
+: "${PROFILE:=small}"                 # small (CPU demo: 320x320 scenes, 40x40 grid) or full (640x640, 80x80)
+: "${OUT_DIR:=data/$PROFILE}"
+: "${SEED:=0}"
+: "${WORKERS:=$(nproc)}"
+: "${TRAIN_IDS:=0-799}"
+: "${VALIDATION_IDS:=800-899}"
+: "${TEST_IDS:=900-999}"
+# Left empty, these take the profile's value (python generate_data.py --help lists them).
+: "${NUM_TRAIN_SCENES:=}"
+: "${NUM_VALIDATION_SCENES:=}"
+: "${NUM_TEST_SCENES:=}"
+: "${VIEWS_PER_OBJECT:=}"
+: "${PYTHON:=.venv/bin/python}"
+
+set -x
+"$PYTHON" generate_data.py --out-dir "$OUT_DIR" --profile "$PROFILE" --seed "$SEED" --workers "$WORKERS" \
+  --train-ids "$TRAIN_IDS" --validation-ids "$VALIDATION_IDS" --test-ids "$TEST_IDS" \
+  ${NUM_TRAIN_SCENES:+--num-train-scenes "$NUM_TRAIN_SCENES"} \
+  ${NUM_VALIDATION_SCENES:+--num-validation-scenes "$NUM_VALIDATION_SCENES"} \
+  ${NUM_TEST_SCENES:+--num-test-scenes "$NUM_TEST_SCENES"} \
+  ${VIEWS_PER_OBJECT:+--views-per-object "$VIEWS_PER_OBJECT"}
+"$PYTHON" preview.py --data-dir "$OUT_DIR" --split train --num-scenes 3

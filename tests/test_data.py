@@ -1,0 +1,102 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from data import GREY, DataError, EpisodeLoader, Split, composite, parse_id_range, prefetch
+
+
+@pytest.fixture(scope="module")
+def train(tiny_data):
+    return Split(tiny_data, "train")
+
+
+def test_episode_shapes_and_targets(train):
+    episode = EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=True).episode(4)
+    assert episode["scene"].shape == (128, 128, 3)
+    assert episode["anchors"].shape == episode["positives"].shape == (3, 2, 64, 64, 4)
+    assert episode["anchor_backgrounds"].shape == (3, 2, 3)
+    assert episode["masks"].shape == episode["visible_masks"].shape == (3, 16, 16)
+    assert episode["boxes"].shape == (3, 2, 4)
+    assert all(v.dtype == np.uint8 for k, v in episode.items() if k not in ("boxes", "obj_ids"))
+    # the masks are those of the objects whose views were drawn, in the scene that was drawn
+    scene = next(train.scene(i) for i in range(train.num_scenes) if np.array_equal(train.scene(i)["rgb"], episode["scene"]))
+    for c, obj_id in enumerate(episode["obj_ids"]):
+        k = scene["obj_ids"].tolist().index(obj_id)
+        assert np.array_equal(episode["masks"][c], scene["box_masks"][k])
+        views = train.views(obj_id)
+        for view in np.concatenate([episode["anchors"][c], episode["positives"][c]]):
+            assert any(np.array_equal(view, v) for v in views)
+
+
+def test_anchors_and_positives_are_distinct_views(train):
+    loader = EpisodeLoader(train, num_objects=4, num_views=3, seed=0, training=True)
+    for i in range(10):
+        episode = loader.episode(i)
+        for c in range(4):
+            views = np.concatenate([episode["anchors"][c], episode["positives"][c]])  # (2N, h, w, 4)
+            flat = {v.tobytes() for v in views}
+            assert len(flat) == 6, "the 2N views of an object must all be different renders"
+
+
+def test_backgrounds_random_in_training_grey_otherwise(train):
+    training = EpisodeLoader(train, 2, 2, seed=0, training=True).episode(0)
+    evaluation = EpisodeLoader(train, 2, 2, seed=0, training=False).episode(0)
+    assert len(np.unique(training["anchor_backgrounds"])) > 1
+    assert (evaluation["anchor_backgrounds"] == GREY).all() and (evaluation["positive_backgrounds"] == GREY).all()
+
+
+def test_deterministic_and_resumable(train):
+    a = EpisodeLoader(train, 3, 2, seed=7, training=True)
+    straight = list(itertools.islice(a.batches(2), 5))  # crosses an epoch (6 scenes)
+    b = EpisodeLoader(train, 3, 2, seed=7, training=True)
+    list(itertools.islice(b.batches(2), 3))
+    resumed = EpisodeLoader(train, 3, 2, seed=7, training=True, position=b.position)
+    for x, y in zip(straight[3:], itertools.islice(resumed.batches(2), 2)):
+        assert all(np.array_equal(x[k], y[k]) for k in x)
+    assert straight[0]["scene"].shape == (2, 128, 128, 3)
+    other = next(EpisodeLoader(train, 3, 2, seed=8, training=True).batches(2))
+    assert not np.array_equal(other["anchors"], straight[0]["anchors"])
+
+
+def test_every_scene_once_per_epoch(train):
+    loader = EpisodeLoader(train, 1, 1, seed=0, training=True)
+    scenes = [loader.episode(i)["scene"].tobytes() for i in range(train.num_scenes)]
+    assert len(set(scenes)) == train.num_scenes
+
+
+def test_too_many_objects_or_views_is_refused(train):
+    with pytest.raises(DataError, match="hold 4 objects each, fewer than the 5 objects"):
+        EpisodeLoader(train, num_objects=5, num_views=1, seed=0, training=True)
+    with pytest.raises(DataError, match="6 views per object, fewer than the 8 distinct"):
+        EpisodeLoader(train, num_objects=1, num_views=4, seed=0, training=True)
+
+
+def test_composite_by_hand():
+    rgba = np.array([[[[200, 100, 0, 255], [200, 100, 0, 0]], [[0, 0, 0, 51], [255, 255, 255, 255]]]],
+                    dtype=np.uint8)  # (1, 2, 2, 4)
+    background = np.array([[10, 20, 30]], dtype=np.uint8)  # (1, 3)
+    out = composite(rgba, background)
+    assert out.dtype == np.float32 and out.shape == (1, 2, 2, 3)
+    np.testing.assert_allclose(out[0, 0, 0] * 255, [200, 100, 0], atol=1e-3)
+    np.testing.assert_allclose(out[0, 0, 1] * 255, [10, 20, 30], atol=1e-3)
+    np.testing.assert_allclose(out[0, 1, 0] * 255, [8, 16, 24], atol=1e-3)  # 20% black over the background
+
+
+def test_prefetch_keeps_order_and_raises_errors():
+    assert list(prefetch(iter(range(20)), depth=3)) == list(range(20))
+
+    def broken():
+        yield 1
+        raise ValueError("bad chunk")
+
+    items = prefetch(broken())
+    assert next(items) == 1
+    with pytest.raises(ValueError, match="bad chunk"):
+        next(items)
+
+
+def test_parse_id_range():
+    assert parse_id_range("800-899") == range(800, 900)
+    with pytest.raises(ValueError, match="must look like"):
+        parse_id_range("800")

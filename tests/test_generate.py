@@ -1,0 +1,115 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, generate, tiny_args
+from data import SPLITS, DataError, Split
+
+
+def dataset_bytes(data_dir):
+    """{relative path: bytes} of every file of a data dir."""
+    out = {}
+    for root, _, files in os.walk(data_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, data_dir)] = f.read()
+    return out
+
+
+def test_splits_manifests_and_chunks(tiny_data):
+    for split in SPLITS:
+        manifest = json.load(open(os.path.join(tiny_data, split, "manifest.json")))
+        assert manifest["split"] == split and manifest["seed"] == 0
+        assert {"numpy", "pybullet", "python"} <= set(manifest["versions"])
+        assert all(len(c["checksum"]) == 64 for c in manifest["chunks"])
+    train = Split(tiny_data, "train")
+    assert train.num_scenes == 6 and train.object_ids.tolist() == list(range(10))
+    assert train.views(3).shape == (6, 64, 64, 4)
+    scene = train.scene(5)
+    assert scene["rgb"].shape == (128, 128, 3) and scene["box_masks"].shape == (4, 16, 16)
+    assert set(scene["obj_ids"].tolist()) <= set(range(10))
+    test = Split(tiny_data, "test")
+    assert set(np.concatenate([test.scene(i)["obj_ids"] for i in range(test.num_scenes)]).tolist()) <= set(range(15, 20))
+
+
+def test_same_bytes_whatever_the_number_of_workers(tiny_data, tmp_path):
+    two_workers = generate(tmp_path / "w2", workers=2)
+    assert dataset_bytes(two_workers) == dataset_bytes(tiny_data)
+
+
+def test_other_seed_other_data(tiny_data, tmp_path):
+    other = dataset_bytes(generate(tmp_path / "s1", seed=1))
+    same = dataset_bytes(tiny_data)
+    assert other["train/scenes_0000/rgb.npy"] != same["train/scenes_0000/rgb.npy"]
+
+
+def test_killed_run_resumes_to_the_same_dataset(tmp_path):
+    # one scene per chunk, big enough that the kill lands between chunks
+    options = dict(num_train_scenes=8, scenes_per_chunk=1, objects_per_scene=5, instances_per_object=6,
+                   scene_size=256, workers=1)
+    straight = generate(tmp_path / "straight", **options)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "generate_data.py"), *tiny_args(killed, **options)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (killed / "train" / "scenes_0001").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "train" / "manifest.json").exists(), "the run finished before it could be killed"
+    assert (killed / "train" / "scenes_0000").exists()
+    generate(killed, **options)
+    assert dataset_bytes(killed) == dataset_bytes(straight)
+
+
+def test_corrupted_chunk_is_caught_and_regenerated(tiny_data, tmp_path):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    rgb = data / "train" / "scenes_0001" / "rgb.npy"
+    contents = bytearray(rgb.read_bytes())
+    contents[-1] ^= 0xFF
+    rgb.write_bytes(bytes(contents))
+    with pytest.raises(DataError, match=r"scenes_0001 does not match its checksum.*delete that directory"):
+        Split(data, "train")
+    generate(data)  # a rerun finds the bad chunk and renders it again
+    assert dataset_bytes(data) == dataset_bytes(tiny_data)
+
+
+def test_rerun_with_other_options_is_refused(tiny_data, tmp_path):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    with pytest.raises(DataError, match=r"generated with other options \(num_train_scenes differ"):
+        generate(data, num_train_scenes=7)
+
+
+def test_overlapping_splits_are_refused(tiny_data, tmp_path):
+    with pytest.raises(DataError, match="object 9 is in both the train and validation splits"):
+        generate(tmp_path / "overlap", validation_ids="9-14")
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    path = data / "test" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["object_ids"] = "5-19"  # as if the test split had been made with other flags
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="is in both the train and test splits"):
+        Split(data, "validation")
+
+
+def test_missing_or_incompatible_data_gives_clear_errors(tiny_data, tmp_path):
+    with pytest.raises(DataError, match=r"does not exist: make it with `sh generate_split_chunk_data.sh`"):
+        Split(tmp_path / "nowhere", "train")
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    path = data / "train" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = 999
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="format version 999"):
+        Split(data, "train")
+    path.unlink()
+    with pytest.raises(DataError, match=r"manifest.json is missing .*a rerun carries on"):
+        Split(data, "train")

@@ -1,0 +1,74 @@
+"""Small shared helpers: pictures of scenes, masks, boxes and reference views."""
+
+import colorsys
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def palette(k):
+    """k distinct saturated colours as (k, 3) uint8."""
+    return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(i / k, 0.85, 1.0)] for i in range(k)],
+                    dtype=np.uint8)
+
+
+def upsample(mask, size):
+    """(G, G) grid -> (size, size) by nearest neighbour; size must be a multiple of G."""
+    factor = size // mask.shape[0]
+    return np.repeat(np.repeat(mask, factor, axis=0), factor, axis=1)
+
+
+def tint(image, mask, colour, strength=0.5):
+    """Blends `colour` into the (H, W, 3) uint8 image where the (G, G) mask is set."""
+    m = upsample(np.asarray(mask, dtype=np.float32), image.shape[0])[..., None] * strength  # (H, W, 1)
+    return (image * (1 - m) + np.asarray(colour, np.float32) * m).astype(np.uint8)
+
+
+def draw_boxes(image, boxes, colours, labels=None, width=2):
+    """(H, W, 3) uint8 image with (n, 4) pixel boxes (x0, y0, x1, y1; exclusive ends) drawn on it."""
+    out = Image.fromarray(np.asarray(image))
+    draw = ImageDraw.Draw(out)
+    for i, (box, colour) in enumerate(zip(boxes, colours)):
+        x0, y0, x1, y1 = (int(v) for v in box)
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=tuple(int(c) for c in colour), width=width)
+        if labels is not None:
+            draw.text((x0 + 2, y0 + 1), str(labels[i]), fill=tuple(int(c) for c in colour))
+    return np.asarray(out)
+
+
+def border(image, colour, width=3):
+    out = np.array(image)
+    out[:width], out[-width:], out[:, :width], out[:, -width:] = colour, colour, colour, colour
+    return out
+
+
+def tile(images, columns, pad=2, fill=255):
+    """Lays out same-sized (h, w, 3) images in rows of `columns`."""
+    h, w = images[0].shape[:2]
+    rows = -(-len(images) // columns)
+    sheet = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), fill, dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        sheet[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = image
+    return sheet
+
+
+def hstack(images, pad=4, fill=255):
+    """Side by side, top-aligned, images of any height."""
+    height = max(i.shape[0] for i in images)
+    padded = [np.pad(i, ((0, height - i.shape[0]), (0, pad), (0, 0)), constant_values=fill) for i in images]
+    return np.concatenate(padded, axis=1)
+
+
+def vstack(images, pad=4, fill=255):
+    width = max(i.shape[1] for i in images)
+    padded = [np.pad(i, ((0, pad), (0, width - i.shape[1]), (0, 0)), constant_values=fill) for i in images]
+    return np.concatenate(padded, axis=0)
+
+
+def save_png(path, image):
+    """Writes a PNG atomically (temp file, then rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    Image.fromarray(np.asarray(image)).save(tmp)
+    os.replace(tmp, path)
