@@ -1,6 +1,11 @@
 """Benchmarks, printed as a table and written as JSON.
 
-    python bench.py loader   # ~1 min on 2 cores: episodes/s of one loader process at the seed sizes
+    python bench.py loader                       # ~10 s on 2 cores: episodes/s of one loader process
+    python bench.py train --model-config cpu     # ~30 s: s/step, GFLOP/s, input wait of the train step
+    python bench.py train --model-config seed    # ~2 min: the same at the original's sizes
+
+`train` runs the real loop (loader, prefetch, jitted step) on synthetic data of the config's
+scene size and reports XLA's own FLOP count of the compiled step.
 
 `loader` times EpisodeLoader at the original's sizes (C=16 objects, N=8 anchor + 8 positive
 views, 640x640 scenes). Its cost depends on array shapes only, not on what they show, so unless
@@ -10,7 +15,6 @@ page cache as in training, after one warm-up pass.
 """
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -19,12 +23,12 @@ import time
 import numpy as np
 
 from data import EpisodeLoader, Split, prefetch, write_chunk, write_json_atomic
-from generate_data import PROFILES, manifest_for, parse_args as generation_args, plan_chunks, generation_config
+from generate_data import generation_config, manifest_for, parse_args as generation_args, plan_chunks
 
 
-def synthetic_dataset(out_dir, num_scenes, num_objects, views_per_object, seed=0):
-    """A train split of random arrays in the layout generate_data.py writes, at the full profile's sizes."""
-    args = generation_args(["--out-dir", out_dir, "--profile", "full", "--train-ids", f"0-{num_objects - 1}",
+def synthetic_dataset(out_dir, num_scenes, num_objects, views_per_object, profile="full", seed=0):
+    """A train split of random arrays in the layout generate_data.py writes, at a profile's sizes."""
+    args = generation_args(["--out-dir", out_dir, "--profile", profile, "--train-ids", f"0-{num_objects - 1}",
                             "--num-train-scenes", str(num_scenes), "--views-per-object", str(views_per_object)])
     config = generation_config(args)
     rng = np.random.default_rng(seed)
@@ -83,6 +87,49 @@ def bench_loader(args):
     return result
 
 
+def bench_train(args):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import jax
+    import train
+
+    options = train.parse_args(["--run-dir", "unused", "--model-config", args.model_config])
+    config, step = train.build(options)
+    profile = {320: "small", 640: "full"}[config.scene_size]
+    with tempfile.TemporaryDirectory() as tmp:
+        loader = EpisodeLoader(Split(synthetic_dataset(tmp, 32, 100, 24, profile), "train"), options.num_objects,
+                               options.num_views, seed=0, training=True)
+        batches = prefetch(loader.batches(options.scenes_per_step))
+        params, nt_params = train.model_state(step.embedding, step.scene)
+        opt_state = step.optimizer.init(params)
+        batch = {k: v for k, v in next(batches).items() if k in train.TRAIN_KEYS}
+        start = time.perf_counter()
+        compiled = train.train_step.lower(params, nt_params, opt_state, batch, step).compile()
+        compile_s = time.perf_counter() - start
+        cost = compiled.cost_analysis()
+        flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
+        params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, step)
+        jax.block_until_ready(metrics)
+        wait, start = 0.0, time.perf_counter()
+        for _ in range(args.steps):
+            t = time.perf_counter()
+            batch = {k: v for k, v in next(batches).items() if k in train.TRAIN_KEYS}
+            wait += time.perf_counter() - t
+            params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, step)
+            float(metrics["loss"])  # the train loop reads the loss every step, so do the same
+        elapsed = time.perf_counter() - start
+    s_per_step = elapsed / args.steps
+    result = {"benchmark": "train", "model_config": args.model_config, "scene_size": config.scene_size,
+              "C": options.num_objects, "N": options.num_views, "B": options.scenes_per_step,
+              "compile_s": round(compile_s, 1), "s_per_step": round(s_per_step, 4),
+              "scenes_per_s": round(options.scenes_per_step / s_per_step, 2),
+              "gflop_per_step": round(flops / 1e9, 2), "gflop_per_s": round(flops / 1e9 / s_per_step, 1),
+              "input_wait_fraction": round(wait / elapsed, 4), "backend": jax.default_backend(),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+    print("| " + " | ".join(result) + " |\n|" + "---|" * len(result))
+    print("| " + " | ".join(str(v) for v in result.values()) + " |")
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -91,10 +138,15 @@ def main(argv=None):
     loader.add_argument("--data-dir", help="a rendered dataset with 640x640 scenes; default: synthetic")
     loader.add_argument("--episodes", type=int, default=2000, help="episodes timed per row")
     parser.add_argument("--out", default="runs/bench", help="dir for BENCHMARK.json")
+    train = sub.add_parser("train", help="seconds/step and GFLOP/s of the jitted train step",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--model-config", choices=("cpu", "seed"), default="cpu")
+    train.add_argument("--steps", type=int, default=50, help="steps timed, after one warm-up step")
     args = parser.parse_args(argv)
-    result = {"loader": bench_loader}[args.benchmark](args)
+    result = {"loader": bench_loader, "train": bench_train}[args.benchmark](args)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{args.benchmark}.json")
+    name = args.benchmark + (f"_{args.model_config}" if args.benchmark == "train" else "")
+    path = os.path.join(args.out, f"{name}.json")
     write_json_atomic(path, result)
     print(f"wrote {path}")
 

@@ -1,8 +1,9 @@
 #!/bin/sh
 # The whole pipeline on the small default, on a fresh clone: makes .venv, renders the data,
-# (trains and tests once v3_train.sh / v3_test.sh exist).
-# Runtime on a 2-core CPU: ~1 min installing + ~4 min rendering.
-# Result: data/small/ with its three splits and data/small/preview_train.png.
+# trains the CPU config (and tests, once v3_test.sh exists).
+# Runtime on a 2-core CPU: ~1 min installing + ~4 min rendering + ~10 min training.
+# Result: data/small/ (with preview_train.png) and runs/<timestamp>/ (validation AP in
+# metrics.jsonl, curves in validation.png).
 set -e
 cd "$(dirname "$0")"
 

@@ -3,6 +3,8 @@ import sys
 
 import pytest
 
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 

@@ -1,0 +1,44 @@
+import numpy as np
+
+from models import SEED_CONFIG, ModelConfig, embedding_model, scene_model
+
+TINY_MODEL = ModelConfig(obj_filters=(4, 4, 4, 8), embedding_dim=8, scene_size=128, scene_filters=(4, 4, 4, 8, 8, 8),
+                         classifier_filters=(8, 4))
+
+
+def counts(model):
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    return sum(int(np.prod(v.shape)) for v in model.variables), trainable
+
+
+def test_seed_config_matches_the_original_summaries():
+    embedding, scene = embedding_model(SEED_CONFIG), scene_model(SEED_CONFIG)
+    assert counts(embedding) == (303_840, 303_104)
+    assert counts(scene) == (1_342_241, 1_339_073)
+    assert embedding.output_shape == (None, 512)
+    assert scene.output_shape == (None, 80, 80, 1)
+    names = [layer.name for layer in scene.layers]
+    for name in ("scene_input", "scene_down_5_relu_m", "obj_embedding_inp", "scene_features", "broadcast_e", "add_3",
+                 "up_sampling2d_2", "scene_up_2_conv_m", "classifier_1_relu_m", "classifier"):
+        assert name in names
+    assert scene.get_layer("broadcast_e").output.shape == (None, 10, 10, 512)
+    assert [layer.name for layer in embedding.layers][-3:] == ["obj_e_gp", "obj_embeddings", "obj_e_l2"]
+    np.testing.assert_array_equal(scene.get_layer("classifier").bias.numpy(), [-5.0])
+
+
+def test_embeddings_are_unit_length():
+    e = np.asarray(embedding_model(TINY_MODEL)(np.random.default_rng(0).random((5, 64, 64, 3)), training=False))
+    assert e.shape == (5, 8)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=-1), 1, rtol=1e-5)
+
+
+def test_one_scene_is_broadcast_against_c_embeddings():
+    model = scene_model(TINY_MODEL)
+    rng = np.random.default_rng(0)
+    scene, embeddings = rng.random((1, 128, 128, 3)), rng.normal(size=(3, 8))
+    logits = np.asarray(model([scene, embeddings], training=False))
+    assert logits.shape == (3, 16, 16, 1)
+    for c in range(3):  # each object's map is what a pass with that object alone gives
+        alone = np.asarray(model([scene, embeddings[c:c + 1]], training=False))
+        np.testing.assert_allclose(logits[c:c + 1], alone, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(logits[0], logits[1])
