@@ -88,18 +88,16 @@ def chunk_rng(config, chunk):
                                   chunk["index"]])
 
 
-_renderer = None  # one pybullet client per worker process
-
-
 def render_chunk(job):
     """Renders one chunk and writes it atomically (runs in a worker process)."""
-    global _renderer
     config, chunk, path = job
-    if _renderer is None:
-        _renderer = Renderer()
+    # A fresh client per chunk: two small-profile runs with the same seed differed in one scene
+    # of 2 of 38 chunks, so pybullet keeps some state across resetSimulation; a chunk must
+    # depend on its seed alone, not on what its worker rendered before.
+    renderer = Renderer()
     rng = chunk_rng(config, chunk)
     if chunk["kind"] == "views":
-        views = np.stack([np.stack([_renderer.reference_view(obj_id, rng, config["view_size"])
+        views = np.stack([np.stack([renderer.reference_view(obj_id, rng, config["view_size"])
                                     for _ in range(config["views_per_object"])])
                           for obj_id in chunk["obj_ids"]])  # (M, V, h, w, 4) uint8
         arrays = dict(views=views, obj_ids=np.asarray(chunk["obj_ids"], dtype=np.int16))
@@ -108,10 +106,11 @@ def render_chunk(job):
         scenes = []
         for _ in range(chunk["count"]):
             obj_ids = rng.choice(split_ids, size=config["objects_per_scene"], replace=False)
-            rgb, labels = _renderer.scene(obj_ids, rng, config["scene_size"], config["grid_size"],
-                                          config["instances_per_object"])
+            rgb, labels = renderer.scene(obj_ids, rng, config["scene_size"], config["grid_size"],
+                                         config["instances_per_object"])
             scenes.append(dict(rgb=rgb, **vars(labels)))
         arrays = {key: np.stack([s[key] for s in scenes]) for key in scenes[0]}  # (S, ...)
+    renderer.close()
     write_chunk(path, arrays)
     return chunk
 
