@@ -3,6 +3,7 @@
     python bench.py loader                       # ~10 s on 2 cores: episodes/s of one loader process
     python bench.py train --model-config cpu     # ~30 s: s/step, GFLOP/s, input wait of the train step
     python bench.py train --model-config seed    # ~2 min: the same at the original's sizes
+    python bench.py inference                    # ~20 s: queries/s, scene pass shared by 16 objects or not
 
 `train` runs the real loop (loader, prefetch, jitted step) on synthetic data of the config's
 scene size and reports XLA's own FLOP count of the compiled step.
@@ -50,7 +51,7 @@ def synthetic_dataset(out_dir, num_scenes, num_objects, views_per_object, profil
                 obj_ids=np.stack([rng.choice(num_objects, k, replace=False) for _ in range(n)]).astype(np.int16),
                 box_masks=rng.integers(0, 2, (n, k, g, g), dtype=np.uint8),
                 visible_masks=rng.integers(0, 2, (n, k, g, g), dtype=np.uint8),
-                boxes=rng.integers(0, s, (n, k, i, 4), dtype=np.int16),
+                boxes=np.sort(rng.integers(0, s, (n, k, i, 2, 2), dtype=np.int16), axis=-2).reshape(n, k, i, 4),
                 pixel_counts=rng.integers(0, 1000, (n, k, i), dtype=np.int32)))
     write_json_atomic(os.path.join(split_dir, "manifest.json"), manifest_for(config, "train", chunks, split_dir))
     return out_dir
@@ -93,11 +94,12 @@ def bench_train(args):
     import train
 
     options = train.parse_args(["--run-dir", "unused", "--model-config", args.model_config])
-    config, step = train.build(options)
-    profile = {320: "small", 640: "full"}[config.scene_size]
+    profile = {320: "small", 640: "full"}[train.MODEL_CONFIGS[args.model_config].scene_size]
     with tempfile.TemporaryDirectory() as tmp:
-        loader = EpisodeLoader(Split(synthetic_dataset(tmp, 32, 100, 24, profile), "train"), options.num_objects,
-                               options.num_views, seed=0, training=True)
+        split = Split(synthetic_dataset(tmp, 32, 100, 24, profile), "train")
+        config, step = train.build(options, split)
+        loader = EpisodeLoader(split, options.num_objects, options.num_views, seed=0, training=True,
+                               num_absent=options.absent_queries_per_scene)
         batches = prefetch(loader.batches(options.scenes_per_step))
         params, nt_params = train.model_state(step.embedding, step.scene)
         opt_state = step.optimizer.init(params)
@@ -119,7 +121,8 @@ def bench_train(args):
         elapsed = time.perf_counter() - start
     s_per_step = elapsed / args.steps
     result = {"benchmark": "train", "model_config": args.model_config, "scene_size": config.scene_size,
-              "C": options.num_objects, "N": options.num_views, "B": options.scenes_per_step,
+              "C": options.num_objects, "K": options.absent_queries_per_scene, "N": options.num_views,
+              "priors": len(config.priors), "B": options.scenes_per_step,
               "compile_s": round(compile_s, 1), "s_per_step": round(s_per_step, 4),
               "scenes_per_s": round(options.scenes_per_step / s_per_step, 2),
               "gflop_per_step": round(flops / 1e9, 2), "gflop_per_s": round(flops / 1e9 / s_per_step, 1),
@@ -127,6 +130,40 @@ def bench_train(args):
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     print("| " + " | ".join(result) + " |\n|" + "---|" * len(result))
     print("| " + " | ".join(str(v) for v in result.values()) + " |")
+    return result
+
+
+def bench_inference(args):
+    """Queries/s for one scene and C objects: one scene pass for all C against one pass per object."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import jax
+    import train
+
+    _, config, step, params, nt_params = train.load_run(args.run_dir)
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 256, (config.scene_size, config.scene_size, 3), dtype=np.uint8)
+    embeddings = rng.normal(size=(args.num_objects, config.embedding_dim)).astype(np.float32)
+
+    def timed(call, repeats):
+        jax.block_until_ready(call())  # compiles
+        start = time.perf_counter()
+        for _ in range(repeats):
+            jax.block_until_ready(call())
+        return (time.perf_counter() - start) / repeats
+
+    shared = timed(lambda: train.scene_step(params, nt_params, scene, embeddings, step), args.repeats)
+    apart = timed(lambda: [train.scene_step(params, nt_params, scene, e[None], step) for e in embeddings],
+                  args.repeats)
+    c = args.num_objects
+    result = {"benchmark": "inference", "run_dir": args.run_dir, "scene_size": config.scene_size, "C": c,
+              "shared_scene_pass_queries_per_s": round(c / shared, 1),
+              "one_pass_per_object_queries_per_s": round(c / apart, 1), "speedup": round(apart / shared, 2),
+              "backend": jax.default_backend(),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+    print(f"one {config.scene_size}x{config.scene_size} scene, {c} objects (embeddings given):")
+    print("| scene model calls | queries/s |\n|---|---|")
+    print(f"| 1 for all {c} objects | {result['shared_scene_pass_queries_per_s']} |")
+    print(f"| 1 per object | {result['one_pass_per_object_queries_per_s']} |")
     return result
 
 
@@ -142,8 +179,13 @@ def main(argv=None):
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train.add_argument("--model-config", choices=("cpu", "seed"), default="cpu")
     train.add_argument("--steps", type=int, default=50, help="steps timed, after one warm-up step")
+    inference = sub.add_parser("inference", help="queries/s: scene backbone shared by C objects vs one pass each",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    inference.add_argument("--run-dir", default="pretrained", help="a trained run (its config and weights)")
+    inference.add_argument("--num-objects", type=int, default=16, help="C objects queried in the scene")
+    inference.add_argument("--repeats", type=int, default=10, help="timed calls, after one that compiles")
     args = parser.parse_args(argv)
-    result = {"loader": bench_loader, "train": bench_train}[args.benchmark](args)
+    result = {"loader": bench_loader, "train": bench_train, "inference": bench_inference}[args.benchmark](args)
     os.makedirs(args.out, exist_ok=True)
     name = args.benchmark + (f"_{args.model_config}" if args.benchmark == "train" else "")
     path = os.path.join(args.out, f"{name}.json")

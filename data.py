@@ -81,7 +81,14 @@ def write_chunk(path, arrays):
     checksum = chunk_checksum(tmp)
     with open(os.path.join(tmp, CHECKSUM_FILE), "w") as f:
         f.write(checksum + "\n")
-    os.rename(tmp, path)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        if not chunk_is_valid(path):
+            raise
+        # another writer finished the same chunk first (a worker orphaned by a killed run, say):
+        # its bytes are these, as every chunk is a function of its seed alone
+        shutil.rmtree(tmp)
     return checksum
 
 
@@ -145,6 +152,7 @@ class Split:
 
     def __init__(self, data_dir, split, verify=True):
         self.name = split
+        self.data_dir = data_dir
         self.manifest = read_manifest(data_dir, split)
         others = [read_manifest(data_dir, s) for s in SPLITS
                   if s != split and os.path.exists(os.path.join(data_dir, s, "manifest.json"))]
@@ -196,14 +204,16 @@ def composite(rgba, background):
 
 class EpisodeLoader:
     """Training episodes as in the original: one scene, C of its objects, N anchor and N positive
-    views of each (all 2N distinct), the C target masks; uint8 throughout.
+    views of each (all 2N distinct), the C target masks; uint8 throughout. With num_absent = K,
+    K more objects of the split that are NOT in the scene follow the C, with empty targets, so a
+    model learns to answer "not here".
 
     Episode i is a pure function of (seed, i): scenes are visited in a fresh permutation per
     epoch and the rest is drawn from a Generator seeded with (seed, i). So the loader's whole
     state is `position`, the index of the next episode, which is saved and restored to resume.
     """
 
-    def __init__(self, split, num_objects, num_views, seed, training, position=0):
+    def __init__(self, split, num_objects, num_views, seed, training, position=0, num_absent=0):
         if num_objects > split.objects_per_scene:
             raise DataError(f"{split.name} scenes hold {split.objects_per_scene} objects each, fewer than "
                             f"the {num_objects} objects per episode asked for: lower C (--num-objects)")
@@ -211,15 +221,21 @@ class EpisodeLoader:
             raise DataError(f"{split.name} has {split.views_per_object} views per object, fewer than the "
                             f"{2 * num_views} distinct anchor + positive views asked for: lower N "
                             "(--num-views) or generate more --views-per-object")
+        if num_absent > len(split.object_ids) - split.objects_per_scene:
+            raise DataError(f"{split.name} has {len(split.object_ids)} objects, too few for {num_absent} absent "
+                            f"queries besides a scene's {split.objects_per_scene}: ask for fewer (train.py "
+                            "--absent-queries-per-scene, test.py --absent-queries)")
         self.split = split
         self.num_objects = num_objects
+        self.num_absent = num_absent
         self.num_views = num_views
         self.seed = seed
         self.training = training
         self.position = position
         self._epoch_order = (None, None)
 
-    def _scene_index(self, i):
+    def scene_index(self, i):
+        """The scene (index into the split) that episode i shows."""
         epoch, offset = divmod(i, self.split.num_scenes)
         if self._epoch_order[0] != epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.split.num_scenes)
@@ -228,26 +244,34 @@ class EpisodeLoader:
 
     def episode(self, i):
         rng = np.random.default_rng([self.seed, i, 1])
-        scene = self.split.scene(self._scene_index(i))
+        scene = self.split.scene(self.scene_index(i))
         c, n = self.num_objects, self.num_views
         slots = np.sort(rng.choice(self.split.objects_per_scene, size=c, replace=False))
         obj_ids = scene["obj_ids"][slots]  # (C,)
+        k = self.num_absent
+        if k:
+            absent = rng.choice(np.setdiff1d(self.split.object_ids, scene["obj_ids"]), size=k, replace=False)
+            obj_ids = np.concatenate([obj_ids, absent.astype(obj_ids.dtype)])  # (C + K,)
         views = np.stack([self.split.views(obj_id)[rng.choice(self.split.views_per_object, 2 * n, replace=False)]
-                          for obj_id in obj_ids])  # (C, 2N, h, w, 4) uint8
+                          for obj_id in obj_ids])  # (C + K, 2N, h, w, 4) uint8
         if self.training:
-            backgrounds = rng.integers(0, 256, size=(c, 2 * n, 3), dtype=np.uint8)
+            backgrounds = rng.integers(0, 256, size=(c + k, 2 * n, 3), dtype=np.uint8)
         else:
-            backgrounds = np.full((c, 2 * n, 3), GREY, dtype=np.uint8)
+            backgrounds = np.full((c + k, 2 * n, 3), GREY, dtype=np.uint8)
+
+        def absent_too(array, fill):  # (C, ...) -> (C + K, ...), the absent objects' rows filled
+            return np.concatenate([array, np.full((k, *array.shape[1:]), fill, dtype=array.dtype)])
+
         return {
             "scene": np.asarray(scene["rgb"]),  # (H, W, 3) uint8
-            "anchors": views[:, :n],  # (C, N, h, w, 4) uint8
-            "positives": views[:, n:],  # (C, N, h, w, 4) uint8
-            "anchor_backgrounds": backgrounds[:, :n],  # (C, N, 3) uint8
-            "positive_backgrounds": backgrounds[:, n:],  # (C, N, 3) uint8
-            "masks": scene["box_masks"][slots],  # (C, G, G) uint8 {0,1}
-            "visible_masks": scene["visible_masks"][slots],  # (C, G, G) uint8 {0,1}
-            "boxes": scene["boxes"][slots],  # (C, I, 4) int16, -1 where not visible
-            "obj_ids": obj_ids,  # (C,) int16
+            "anchors": views[:, :n],  # (C + K, N, h, w, 4) uint8
+            "positives": views[:, n:],  # (C + K, N, h, w, 4) uint8
+            "anchor_backgrounds": backgrounds[:, :n],  # (C + K, N, 3) uint8
+            "positive_backgrounds": backgrounds[:, n:],  # (C + K, N, 3) uint8
+            "masks": absent_too(scene["box_masks"][slots], 0),  # (C + K, G, G) uint8 {0,1}
+            "visible_masks": absent_too(scene["visible_masks"][slots], 0),  # (C + K, G, G) uint8 {0,1}
+            "boxes": absent_too(scene["boxes"][slots], -1),  # (C + K, I, 4) int16, -1 where not visible
+            "obj_ids": obj_ids,  # (C + K,) int16
         }
 
     def batches(self, batch_size):

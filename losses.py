@@ -1,4 +1,4 @@
-"""The two losses, as pure jax functions of arrays."""
+"""The losses (contrastive, focal, boxes), as pure jax functions of arrays."""
 
 import jax.numpy as jnp
 import optax
@@ -28,3 +28,20 @@ def contrastive_loss(anchors, positives, temperature=1.0):
 def focal_loss(logits, targets, alpha=0.25, gamma=2.0):
     """Sigmoid focal loss (Lin et al. 2017), mean over cells; logits and {0,1} targets alike shaped."""
     return jnp.mean(optax.sigmoid_focal_loss(logits, targets.astype(logits.dtype), alpha=alpha, gamma=gamma))
+
+
+def box_loss(outputs, targets, alpha=0.25, gamma=2.0):
+    """YOLO-style box losses of (..., A, 5) raw outputs against boxes.cell_targets -> (objectness,
+    coordinates), each a sum over the responsible (cell, prior)s' share, divided by their number.
+
+    Objectness: focal loss over every (cell, prior), normalised by the number of responsible ones
+    as RetinaNet does (a mean over all would drown the few positives: ~1 in 1000 here).
+    Coordinates, only where responsible: binary cross-entropy of sigmoid(t_x), sigmoid(t_y)
+    against the centre's offset in its cell, squared error of t_w, t_h against log(size / prior).
+    """
+    responsible = targets[..., 0]
+    count = jnp.maximum(jnp.sum(responsible), 1.0)
+    objectness = jnp.sum(optax.sigmoid_focal_loss(outputs[..., 0], responsible, alpha=alpha, gamma=gamma)) / count
+    xy = jnp.sum(optax.sigmoid_binary_cross_entropy(outputs[..., 1:3], targets[..., 1:3]), axis=-1)
+    wh = jnp.sum(jnp.square(outputs[..., 3:5] - targets[..., 3:5]), axis=-1)
+    return objectness, jnp.sum((xy + wh) * responsible) / count

@@ -1,6 +1,8 @@
-"""Pixel-level (per grid cell) detection metrics, as pure numpy functions of scores and labels."""
+"""Detection metrics as pure numpy functions: per grid cell (heatmaps) and per box (VOC / COCO AP)."""
 
 import numpy as np
+
+from boxes import box_iou
 
 THRESHOLDS = (0.25, 0.5, 0.75)
 
@@ -16,22 +18,25 @@ def precision_recall_f1(scores, labels, threshold):
     return float(precision), float(recall), float(f1)
 
 
-def average_precision(scores, labels):
-    """Area under the precision-recall curve, all-point (each positive's precision, averaged).
+def precision_recall_curve(scores, labels):
+    """(precision, recall) after each block of tied scores, highest score first.
 
-    Tied scores are ranked as one block, so a constant score gives the positive rate.
+    A block of ties is ranked as one, so a constant score gives one point: the positive rate.
     """
     scores, actual = scores.ravel(), labels.ravel().astype(bool)
-    if not actual.any():
-        return float("nan")
     order = np.argsort(-scores, kind="stable")
     scores, actual = scores[order], actual[order]
     tp = np.cumsum(actual)
-    # precision at the end of each block of tied scores, given to every positive in the block
     block_end = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
-    block_of = np.searchsorted(block_end, np.arange(len(scores)))
-    precision = tp[block_end] / (block_end + 1)
-    return float(np.sum(precision[block_of][actual]) / actual.sum())
+    return tp[block_end] / (block_end + 1), tp[block_end] / max(actual.sum(), 1)
+
+
+def average_precision(scores, labels):
+    """Area under the precision-recall curve, all-point: sum of precision x recall step."""
+    if not labels.any():
+        return float("nan")
+    precision, recall = precision_recall_curve(scores, labels)
+    return float(np.sum(precision * np.diff(recall, prepend=0.0)))
 
 
 def roc_auc(scores, labels):
@@ -58,3 +63,56 @@ def pixel_metrics(scores, labels):
         p, r, f = precision_recall_f1(scores, labels, t)
         out.update({f"precision@{t}": p, f"recall@{t}": r, f"f1@{t}": f})
     return out
+
+
+def recall_at_1(queries, keys):
+    """Fraction of rows i of (K, E) queries whose most similar (dot product) row of keys is row i."""
+    return float(np.mean(np.argmax(queries @ keys.T, axis=1) == np.arange(len(queries))))
+
+
+# ---------------------------------------------------------------------------------------------
+# boxes (VOC / COCO style)
+
+COCO_IOUS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
+
+
+def match_detections(boxes, scores, true_boxes, iou_threshold):
+    """(n,) bool: is each detection a true positive? Best score first, each takes the unmatched true
+    box it overlaps most, if that IoU reaches the threshold (VOC's rule)."""
+    hit = np.zeros(len(boxes), dtype=bool)
+    if not len(boxes) or not len(true_boxes):
+        return hit
+    iou = box_iou(boxes, true_boxes)  # (n, m)
+    taken = np.zeros(len(true_boxes), dtype=bool)
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        overlaps = np.where(taken, -1.0, iou[i])
+        j = int(np.argmax(overlaps))
+        if overlaps[j] >= iou_threshold:
+            hit[i], taken[j] = True, True
+    return hit
+
+
+def detection_average_precision(scores, hits, num_true):
+    """All-point interpolated AP of pooled detections: precision made non-increasing in recall,
+    summed over the recall steps (VOC 2010+; COCO samples the same curve at 101 points)."""
+    if num_true == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    tp = np.cumsum(np.asarray(hits)[order])
+    precision = tp / np.arange(1, len(tp) + 1)
+    recall = tp / num_true
+    envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(tp) else precision
+    return float(np.sum(envelope * np.diff(recall, prepend=0.0)))
+
+
+def box_metrics(queries, iou_thresholds=COCO_IOUS):
+    """queries: (boxes, scores, true_boxes) per query, detections of every query pooled.
+    -> AP at each IoU threshold, AP50 and AP[.50:.95]."""
+    scores = np.concatenate([q[1] for q in queries]) if queries else np.zeros(0)
+    num_true = sum(len(q[2]) for q in queries)
+    aps = {}
+    for t in iou_thresholds:
+        hits = np.concatenate([match_detections(b, s, tb, t) for b, s, tb in queries]) if queries else scores
+        aps[float(t)] = detection_average_precision(scores, hits, num_true)
+    return {"ap50": aps[0.5], "ap50_95": float(np.mean(list(aps.values()))), "num_true_boxes": int(num_true),
+            "num_detections": int(len(scores))}

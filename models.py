@@ -28,6 +28,9 @@ class ModelConfig:
     scene_filters: tuple = (16, 32, 64, 128, 256, 256)  # scene backbone, stride-2 3x3 convs
     classifier_filters: tuple = (256, 128)  # 1x1 convs before the per-cell logit
     classifier_bias: float = -5.0  # starts P(object) at ~0.007: most cells are background
+    # box head (issue 5; the original has none): A prior (width, height) in scene pixels, from
+    # k-means on the training boxes (train.py --num-priors); empty: no box head
+    priors: tuple = ()
 
     @property
     def grid_size(self):  # the classifier's output is at 1/8 of the scene
@@ -38,7 +41,9 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, obj):
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in obj.items()})
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in obj.items()}
+        fields["priors"] = tuple(tuple(p) for p in fields.get("priors", ()))
+        return cls(**fields)
 
 
 SEED_CONFIG = ModelConfig()
@@ -101,7 +106,8 @@ def embedding_model(config=SEED_CONFIG):
 
 
 def scene_model(config=SEED_CONFIG):
-    """[(1, H, W, 3) float scene in [0, 1], (C, E) embeddings] -> (C, G, G, 1) logits of P(object)."""
+    """[(1, H, W, 3) float scene in [0, 1], (C, E) embeddings] -> (C, G, G, 1) logits of P(object);
+    with priors, also (C, G, G, A, 5) box outputs (t_o, t_x, t_y, t_w, t_h per prior, see boxes.py)."""
     scene = keras.Input((config.scene_size, config.scene_size, 3), name="scene_input")
     x, skips = scene, []
     for i, filters in enumerate(config.scene_filters):
@@ -120,7 +126,14 @@ def scene_model(config=SEED_CONFIG):
         x = conv_bn_relu(x, filters, 1, 1, f"classifier_{i}")
     logits = layers.Dense(1, bias_initializer=keras.initializers.Constant(config.classifier_bias),
                           name="classifier")(x)
-    return keras.Model([scene, embedding], logits, name="scene")
+    if not config.priors:
+        return keras.Model([scene, embedding], logits, name="scene")
+    a, g = len(config.priors), config.grid_size
+    # objectness starts low as the classifier's does; box terms at 0 (the prior itself, centred)
+    bias = keras.initializers.Constant([config.classifier_bias, 0.0, 0.0, 0.0, 0.0] * a)
+    boxes = layers.Dense(5 * a, bias_initializer=bias, name="boxes")(x)
+    boxes = layers.Reshape((g, g, a, 5), name="boxes_per_prior")(boxes)
+    return keras.Model([scene, embedding], [logits, boxes], name="scene")
 
 
 def main():

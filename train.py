@@ -25,9 +25,10 @@ import optax  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import losses  # noqa: E402
+from boxes import cell_targets, detections, kmeans_priors  # noqa: E402
 from data import DataError, EpisodeLoader, Split, composite, prefetch, read_json, write_json_atomic  # noqa: E402
-from metrics import pixel_metrics  # noqa: E402
-from models import CPU_CONFIG, SEED_CONFIG, embedding_model, load_config, save_config, scene_model  # noqa: E402
+from metrics import box_metrics, pixel_metrics  # noqa: E402
+from models import CPU_CONFIG, SEED_CONFIG, ModelConfig, embedding_model, load_config, save_config, scene_model  # noqa: E402
 from util import hstack, save_png, tile, tint, vstack  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", os.environ.get("YOLZ_JAX_CACHE", os.path.expanduser("~/.cache/yolz/jax")))
@@ -50,6 +51,7 @@ class Step:
 
     embedding: keras.Model
     scene: keras.Model
+    config: ModelConfig
     optimizer: optax.GradientTransformation
     contrastive_weight: float
     scene_weight: float
@@ -57,6 +59,7 @@ class Step:
     focal_alpha: float
     focal_gamma: float
     stop_scene_gradient: bool  # no gradient from the scene loss into the embedding model
+    box_weight: float  # of the box head's losses (objectness and coordinates)
 
     __hash__ = object.__hash__
     __eq__ = object.__eq__
@@ -71,19 +74,29 @@ def embed(step, emb_params, emb_nt, views, backgrounds, training):
 
 
 def detect(step, scene_params, scene_nt, scenes, embeddings, training):
-    """(B, H, W, 3) uint8 scenes, (B, C, E) embeddings -> ((B, C, G, G) logits, new nt).
+    """(B, H, W, 3) uint8 scenes, (B, C, E) embeddings -> ((B, C, G, G) logits, (B, C, G, G, A, 5)
+    box outputs or None without a box head, new nt).
 
     One scene per call of the scene model, its backbone once for all C objects; scenes are
     vmapped, and the batch-norm moving statistics of the B calls averaged (the same as
     averaging the B scenes' batch statistics into the moving average).
     """
     def one(scene, e):
-        logits, nt = step.scene.stateless_call(scene_params, scene_nt, [scene[None].astype("float32") / 255, e],
-                                               training=training)
-        return logits[..., 0], nt
+        outputs, nt = step.scene.stateless_call(scene_params, scene_nt, [scene[None].astype("float32") / 255, e],
+                                                training=training)
+        logits, boxes = outputs if isinstance(outputs, (list, tuple)) else (outputs, None)
+        return logits[..., 0], boxes, nt
 
-    logits, nt = jax.vmap(one)(scenes, embeddings)
-    return logits, [jnp.mean(v, axis=0) for v in nt]
+    logits, boxes, nt = jax.vmap(one)(scenes, embeddings)
+    return logits, boxes, [jnp.mean(v, axis=0) for v in nt]
+
+
+def box_targets(step, boxes):
+    """(B, C, I, 4) pixel boxes -> (B, C, G, G, A, 5) cell targets for the box head."""
+    config = step.config
+    targets = functools.partial(cell_targets, priors=jnp.asarray(config.priors), grid=config.grid_size,
+                                stride=config.scene_size / config.grid_size)
+    return jax.vmap(jax.vmap(targets))(boxes)
 
 
 def loss_fn(params, nt_params, batch, step):
@@ -95,10 +108,16 @@ def loss_fn(params, nt_params, batch, step):
     objects = losses.mean_embedding(anchors)  # (B, C, E)
     if step.stop_scene_gradient:
         objects = jax.lax.stop_gradient(objects)
-    logits, scene_nt = detect(step, scene_params, scene_nt, batch["scene"], objects, True)
+    logits, boxes, scene_nt = detect(step, scene_params, scene_nt, batch["scene"], objects, True)
     scene = losses.focal_loss(logits, batch["masks"], step.focal_alpha, step.focal_gamma)
     loss = step.contrastive_weight * contrastive + step.scene_weight * scene
-    return loss, ((emb_nt, scene_nt), {"loss": loss, "contrastive_loss": contrastive, "scene_loss": scene})
+    metrics = {"contrastive_loss": contrastive, "scene_loss": scene}
+    if boxes is not None:
+        objectness, coordinates = losses.box_loss(boxes, box_targets(step, batch["boxes"]), step.focal_alpha,
+                                                  step.focal_gamma)
+        loss += step.box_weight * (objectness + coordinates)
+        metrics.update(objectness_loss=objectness, box_loss=coordinates)
+    return loss, ((emb_nt, scene_nt), {"loss": loss, **metrics})
 
 
 @functools.partial(jax.jit, static_argnames="step")
@@ -112,12 +131,28 @@ def train_step(params, nt_params, opt_state, batch, step):
 
 @functools.partial(jax.jit, static_argnames="step")
 def eval_step(params, nt_params, batch, step):
-    """-> (B, C, G, G) P(object) and (B, C, E) object embeddings, in inference mode."""
+    """-> (B, C, G, G) P(object), (B, C, G, G, A, 5) raw box outputs (None without a box head) and
+    (B, C, E) object embeddings, in inference mode."""
     (emb_params, scene_params), (emb_nt, scene_nt) = params, nt_params
     anchors, _ = embed(step, emb_params, emb_nt, batch["anchors"], batch["anchor_backgrounds"], False)
     objects = losses.mean_embedding(anchors)
-    logits, _ = detect(step, scene_params, scene_nt, batch["scene"], objects, False)
-    return jax.nn.sigmoid(logits), objects
+    logits, boxes, _ = detect(step, scene_params, scene_nt, batch["scene"], objects, False)
+    return jax.nn.sigmoid(logits), boxes, objects
+
+
+@functools.partial(jax.jit, static_argnames="step")
+def embed_step(params, nt_params, views, backgrounds, step):
+    """(K, N, h, w, 4) uint8 views on (K, N, 3) backgrounds -> (K, E) mean embeddings, inference mode."""
+    e, _ = embed(step, params[0], nt_params[0], views[None], backgrounds[None], False)
+    return losses.mean_embedding(e)[0]
+
+
+@functools.partial(jax.jit, static_argnames="step")
+def scene_step(params, nt_params, scene, embeddings, step):
+    """(H, W, 3) uint8 scene, (C, E) embeddings -> (C, G, G) P(object) and (C, G, G, A, 5) raw box
+    outputs (None without a box head), inference mode: the backbone runs once for the C objects."""
+    logits, boxes, _ = detect(step, params[1], nt_params[1], scene[None], embeddings[None], False)
+    return jax.nn.sigmoid(logits[0]), None if boxes is None else boxes[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,18 +201,53 @@ def save_checkpoint(run_dir, step_num, embedding, scene, params, nt_params, opt_
         shutil.rmtree(os.path.join(root, old))
 
 
-def load_checkpoint(run_dir, embedding, scene, opt_state_like):
-    root = os.path.join(run_dir, "checkpoints")
-    latest = os.path.join(root, "latest.json")
+def latest_checkpoint(run_dir):
+    latest = os.path.join(run_dir, "checkpoints", "latest.json")
     if not os.path.exists(latest):
         raise DataError(f"{run_dir} has no checkpoint to resume from ({latest} is missing): start a new run")
-    path = os.path.join(root, read_json(latest)["name"])
+    return os.path.join(run_dir, "checkpoints", read_json(latest)["name"])
+
+
+def load_checkpoint(run_dir, embedding, scene, opt_state_like):
+    path = latest_checkpoint(run_dir)
     embedding.load_weights(os.path.join(path, "embedding.weights.h5"))
     scene.load_weights(os.path.join(path, "scene.weights.h5"))
     with np.load(os.path.join(path, "optimizer.npz")) as f:
         leaves = [jnp.asarray(f[f"arr_{i}"]) for i in range(len(f.files))]
     opt_state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(opt_state_like), leaves)
     return read_json(os.path.join(path, "state.json"))["step"], opt_state
+
+
+def load_run(run_dir):
+    """A finished run rebuilt from its own files -> (options, config, step, params, nt_params)."""
+    if not os.path.isdir(run_dir):
+        raise DataError(f"run dir {run_dir} does not exist: give one made by v3_train.sh, or pretrained")
+    needed = ("options.json", "model_config.json", "embedding.weights.h5", "scene.weights.h5")
+    missing = [name for name in needed if not os.path.exists(os.path.join(run_dir, name))]
+    if missing:
+        raise DataError(f"{run_dir} has no {', '.join(missing)}: is it a finished training run? (finish an "
+                        f"interrupted one with: python train.py --resume {run_dir})")
+    options = read_json(os.path.join(run_dir, "options.json"))
+    config = load_config(os.path.join(run_dir, "model_config.json"))
+    embedding, scene = embedding_model(config), scene_model(config)
+    for name, model in (("embedding", embedding), ("scene", scene)):
+        try:
+            model.load_weights(os.path.join(run_dir, f"{name}.weights.h5"))
+        except (ValueError, KeyError, OSError) as error:
+            raise DataError(f"{run_dir}/{name}.weights.h5 does not fit the run's model_config.json ({error}): "
+                            "the run dir is inconsistent, retrain or restore it") from error
+    step = Step(embedding, scene, config, None, options["contrastive_loss_weight"],
+                options["classifier_loss_weight"], options["temperature"], options["focal_alpha"],
+                options["focal_gamma"], options["stop_scene_gradient"], options.get("box_loss_weight", 0.0))
+    return (options, config, step, *model_state(embedding, scene))
+
+
+def check_scene_size(split, config):
+    scene_size = split.manifest["arrays"]["rgb"]["shape"][0]
+    if scene_size != config.scene_size:
+        raise DataError(f"{split.data_dir} has {scene_size}x{scene_size} scenes but the model config expects "
+                        f"{config.scene_size}: use a --model-config made for {scene_size}x{scene_size} scenes (cpu: "
+                        "320, seed: 640), or data rendered at the model's size")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,21 +269,31 @@ def make_optimizer(args):
 
 
 def validate(params, nt_params, step, loader, num_episodes, batch_size):
-    """Per-cell metrics over the first num_episodes validation episodes (fixed, grey backgrounds)."""
-    scores, labels, episodes = [], [], []
+    """Per-cell metrics (and box AP50 with a box head) over the first num_episodes validation
+    episodes (fixed, grey backgrounds, objects present only)."""
+    config = step.config
+    scores, labels, queries, episodes = [], [], [], []
     for start in range(0, num_episodes, batch_size):
         batch = [loader.episode(i) for i in range(start, min(start + batch_size, num_episodes))]
         batch = {k: np.stack([e[k] for e in batch]) for k in batch[0]}
-        probs, _ = eval_step(params, nt_params, {k: batch[k] for k in EVAL_KEYS}, step)
+        probs, raw, _ = eval_step(params, nt_params, {k: batch[k] for k in EVAL_KEYS}, step)
         scores.append(np.asarray(probs))
         labels.append(batch["masks"])
+        if raw is not None:  # one query per (scene, object): its detections and its visible true boxes
+            raw, true = np.asarray(raw), batch["boxes"]  # (B, C, G, G, A, 5), (B, C, I, 4)
+            for outputs, boxes in zip(raw.reshape(-1, *raw.shape[2:]), true.reshape(-1, *true.shape[2:])):
+                found = detections(outputs, np.asarray(config.priors), config.scene_size / config.grid_size, 0.01, 0.5)
+                queries.append((*found, boxes[boxes[:, 0] >= 0]))
         if not episodes:
             episodes.append((batch, np.asarray(probs)))
-    return pixel_metrics(np.concatenate(scores), np.concatenate(labels)), episodes[0]
+    figures = pixel_metrics(np.concatenate(scores), np.concatenate(labels))
+    if queries:
+        figures["box_ap50"] = box_metrics(queries, iou_thresholds=(0.5,))["ap50"]
+    return figures, episodes[0]
 
 
 EVAL_KEYS = ("anchors", "anchor_backgrounds", "scene")
-TRAIN_KEYS = ("anchors", "anchor_backgrounds", "positives", "positive_backgrounds", "scene", "masks")
+TRAIN_KEYS = ("anchors", "anchor_backgrounds", "positives", "positive_backgrounds", "scene", "masks", "boxes")
 
 
 def debug_picture(batch, probs, count=4):
@@ -236,13 +316,15 @@ def plot_curves(run_dir):
     train = [r for r in lines if r["split"] == "train"]
     val = [r for r in lines if r["split"] == "validation"]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("contrastive_loss", "scene_loss"):
-        ax.plot([r["step"] for r in train], [r[key] for r in train], label=key)
+    for key in ("contrastive_loss", "scene_loss", "objectness_loss", "box_loss"):
+        if key in train[0]:
+            ax.plot([r["step"] for r in train], [r[key] for r in train], label=key)
     ax.set_xlabel("step"), ax.set_yscale("log"), ax.legend(), ax.set_title("training losses")
     fig.savefig(os.path.join(run_dir, "loss.png"), dpi=100, bbox_inches="tight")
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("average_precision", "roc_auc", "f1@0.5", "positive_rate"):
-        ax.plot([r["step"] for r in val], [r[key] for r in val], marker="o", label=key)
+    for key in ("average_precision", "roc_auc", "f1@0.5", "positive_rate", "box_ap50"):
+        if key in val[0]:
+            ax.plot([r["step"] for r in val], [r[key] for r in val], marker="o", label=key)
     ax.set_xlabel("step"), ax.set_ylim(0, 1), ax.legend(), ax.set_title("validation (unseen objects)")
     fig.savefig(os.path.join(run_dir, "validation.png"), dpi=100, bbox_inches="tight")
     plt.close("all")
@@ -274,8 +356,14 @@ def parse_args(argv=None):
     parser.add_argument("--focal-gamma", type=float, default=2.0)
     parser.add_argument("--stop-scene-gradient", action="store_true",
                         help="no gradient from the scene loss into the embedding model")
+    parser.add_argument("--num-priors", type=int, default=3,
+                        help="A: box priors per cell, k-means on the training boxes; 0: no box head")
+    parser.add_argument("--box-loss-weight", type=float, default=1.0,
+                        help="of the box head's objectness and coordinates losses")
+    parser.add_argument("--absent-queries-per-scene", type=int, default=4,
+                        help="K: objects of the split NOT in the scene queried per episode, empty targets")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the loader")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="K: steps between checkpoints")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     parser.add_argument("--eval-every", type=int, default=500, help="steps between validations")
     parser.add_argument("--eval-episodes", type=int, default=48, help="validation episodes per validation")
     parser.add_argument("--log-every", type=int, default=10, help="steps per line of train metrics")
@@ -290,24 +378,39 @@ def parse_args(argv=None):
     return args
 
 
-def build(args):
+def training_priors(split, k, seed, max_scenes=1000):
+    """k box priors (width, height) by k-means over the visible training boxes (of up to max_scenes scenes)."""
+    boxes = np.concatenate([split.scene(i)["boxes"].reshape(-1, 4) for i in range(min(split.num_scenes, max_scenes))])
+    boxes = boxes[boxes[:, 0] >= 0]  # (n, 4)
+    return tuple(tuple(round(float(v), 2) for v in p) for p in kmeans_priors(boxes[:, 2:] - boxes[:, :2], k, seed))
+
+
+def build(args, train_split=None):
+    """-> (config, step): the models (initial weights from the seed) and what the step needs.
+    A new run's box priors come from train_split's boxes; a config file's are kept."""
     config = (MODEL_CONFIGS[args.model_config] if args.model_config in MODEL_CONFIGS
               else load_config(args.model_config))
+    if args.num_priors and len(config.priors) != args.num_priors:
+        if train_split is None:
+            raise ValueError("box priors need the training split")
+        config = dataclasses.replace(config, priors=training_priors(train_split, args.num_priors, args.seed))
+    elif not args.num_priors:
+        config = dataclasses.replace(config, priors=())
     keras.utils.set_random_seed(args.seed)
     embedding, scene = embedding_model(config), scene_model(config)
-    step = Step(embedding, scene, make_optimizer(args), args.contrastive_loss_weight, args.classifier_loss_weight,
-                args.temperature, args.focal_alpha, args.focal_gamma, args.stop_scene_gradient)
+    step = Step(embedding, scene, config, make_optimizer(args), args.contrastive_loss_weight,
+                args.classifier_loss_weight, args.temperature, args.focal_alpha, args.focal_gamma,
+                args.stop_scene_gradient, args.box_loss_weight)
     return config, step
 
 
 def train(args):
-    config, step = build(args)
     train_split, val_split = Split(args.data_dir, "train"), Split(args.data_dir, "validation")
-    scene_size = train_split.manifest["arrays"]["rgb"]["shape"][0]
-    if scene_size != config.scene_size:
-        raise DataError(f"{args.data_dir} has {scene_size}x{scene_size} scenes but the model config expects "
-                        f"{config.scene_size}: use a --model-config made for {scene_size}x{scene_size} scenes (cpu: 320, "
-                        "seed: 640)")
+    if args.resume:  # the run's own config, box priors included
+        latest_checkpoint(args.run_dir)
+        args.model_config = os.path.join(args.run_dir, "model_config.json")
+    config, step = build(args, train_split)
+    check_scene_size(train_split, config)
     params, nt_params = model_state(step.embedding, step.scene)
     opt_state = step.optimizer.init(params)
     start = 0
@@ -323,7 +426,7 @@ def train(args):
     os.makedirs(os.path.join(args.run_dir, "debug"), exist_ok=True)
 
     loader = EpisodeLoader(train_split, args.num_objects, args.num_views, args.seed, training=True,
-                           position=start * args.scenes_per_step)
+                           position=start * args.scenes_per_step, num_absent=args.absent_queries_per_scene)
     val_loader = EpisodeLoader(val_split, args.num_objects, args.num_views, args.seed, training=False)
     batches = prefetch(loader.batches(args.scenes_per_step))
     log = open(os.path.join(args.run_dir, "metrics.jsonl"), "a")
@@ -358,7 +461,8 @@ def train(args):
             log.flush()
             save_png(os.path.join(args.run_dir, "debug", f"step_{done:07d}.png"), debug_picture(val_batch, probs))
             bar.write(f"step {done}: validation AP {figures['average_precision']:.3f} (positive rate "
-                      f"{figures['positive_rate']:.3f}), ROC AUC {figures['roc_auc']:.3f}, F1@0.5 {figures['f1@0.5']:.3f}")
+                      f"{figures['positive_rate']:.3f}), ROC AUC {figures['roc_auc']:.3f}, F1@0.5 {figures['f1@0.5']:.3f}"
+                      + (f", box AP50 {figures['box_ap50']:.3f}" if "box_ap50" in figures else ""))
         if done % args.checkpoint_every == 0 or done == args.steps:
             save_checkpoint(args.run_dir, done, step.embedding, step.scene, params, nt_params, opt_state)
         t0 += time.perf_counter() - paused

@@ -25,13 +25,26 @@ def tint(image, mask, colour, strength=0.5):
     return (image * (1 - m) + np.asarray(colour, np.float32) * m).astype(np.uint8)
 
 
+def heatmap(image, probs):
+    """(H, W, 3) uint8 image, greyed, under a colour map (blue 0 .. red 1) of the (G, G) probabilities.
+
+    The colour's opacity grows with the probability, so the scene shows through where P is low.
+    """
+    x = upsample(np.clip(np.asarray(probs, np.float32), 0, 1), image.shape[0])[..., None]  # (H, W, 1)
+    grey = np.repeat(np.asarray(image, np.float32).mean(axis=-1, keepdims=True), 3, axis=-1)  # (H, W, 3)
+    # a cheap "jet": blue -> cyan -> yellow -> red
+    colours = np.concatenate([np.clip(1.5 - np.abs(4 * x - k), 0, 1) for k in (3, 2, 1)], axis=-1) * 255
+    alpha = np.minimum(1.0, 0.9 * np.sqrt(x))
+    return (grey * (1 - alpha) + colours * alpha).astype(np.uint8)
+
+
 def draw_boxes(image, boxes, colours, labels=None, width=2):
     """(H, W, 3) uint8 image with (n, 4) pixel boxes (x0, y0, x1, y1; exclusive ends) drawn on it."""
     out = Image.fromarray(np.asarray(image))
     draw = ImageDraw.Draw(out)
     for i, (box, colour) in enumerate(zip(boxes, colours)):
         x0, y0, x1, y1 = (int(v) for v in box)
-        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=tuple(int(c) for c in colour), width=width)
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=tuple(int(c) for c in colour), width=width)
         if labels is not None:
             draw.text((x0 + 2, y0 + 1), str(labels[i]), fill=tuple(int(c) for c in colour))
     return np.asarray(out)

@@ -20,6 +20,9 @@ cd "$(dirname "$0")"
 : "${CONTRASTIVE_LOSS_WEIGHT:=1.0}"
 : "${CLASSIFIER_LOSS_WEIGHT:=100.0}"
 : "${TEMPERATURE:=1.0}"
+: "${NUM_PRIORS:=3}"                  # A box priors per cell (k-means on the training boxes); 0: no box head
+: "${BOX_LOSS_WEIGHT:=1.0}"
+: "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
 : "${SEED:=0}"
 : "${CHECKPOINT_EVERY:=500}"
 : "${EVAL_EVERY:=500}"
@@ -30,4 +33,5 @@ set -x
   --steps "$STEPS" --scenes-per-step "$SCENES_PER_STEP" --num-objects "$NUM_OBJECTS" --num-views "$NUM_VIEWS" \
   --optimizer "$OPTIMIZER" --learning-rate "$LEARNING_RATE" --schedule "$SCHEDULE" --warmup-steps "$WARMUP_STEPS" \
   --contrastive-loss-weight "$CONTRASTIVE_LOSS_WEIGHT" --classifier-loss-weight "$CLASSIFIER_LOSS_WEIGHT" \
-  --temperature "$TEMPERATURE" --seed "$SEED" --checkpoint-every "$CHECKPOINT_EVERY" --eval-every "$EVAL_EVERY"
+  --temperature "$TEMPERATURE" --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" \
+  --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --seed "$SEED" --checkpoint-every "$CHECKPOINT_EVERY" --eval-every "$EVAL_EVERY"

@@ -30,3 +30,16 @@ def generate(out_dir, **overrides):
 def tiny_data(tmp_path_factory):
     """Generated once per session; tests must not modify it (copy it first)."""
     return generate(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_data, tmp_path_factory):
+    """A run dir (with a box head) after a few real train steps on the tiny data; do not modify it."""
+    from models import save_config
+    from test_models import TINY_MODEL
+    from test_train import run
+
+    root = tmp_path_factory.mktemp("trained")
+    save_config(str(root / "model_config.json"), TINY_MODEL)
+    run(tiny_data, root / "run", str(root / "model_config.json"))
+    return root / "run"

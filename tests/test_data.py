@@ -29,6 +29,21 @@ def test_episode_shapes_and_targets(train):
             assert any(np.array_equal(view, v) for v in views)
 
 
+def test_absent_queries_follow_with_empty_targets(train):
+    plain = EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=False).episode(1)
+    episode = EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=False, num_absent=2).episode(1)
+    assert episode["anchors"].shape == (5, 2, 64, 64, 4) and episode["masks"].shape == (5, 16, 16)
+    assert np.array_equal(episode["obj_ids"][:3], plain["obj_ids"]) and np.array_equal(episode["masks"][:3], plain["masks"])
+    scene = next(train.scene(i) for i in range(train.num_scenes) if np.array_equal(train.scene(i)["rgb"], episode["scene"]))
+    absent = episode["obj_ids"][3:]
+    assert len(set(absent)) == 2 and not set(absent) & set(scene["obj_ids"]) and set(absent) <= set(train.object_ids)
+    assert not episode["masks"][3:].any() and not episode["visible_masks"][3:].any() and (episode["boxes"][3:] == -1).all()
+    for c, obj_id in zip((3, 4), absent):
+        assert any(np.array_equal(episode["anchors"][c, 0], v) for v in train.views(obj_id))
+    with pytest.raises(DataError, match="too few for 7 absent queries besides a scene's 4"):
+        EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=True, num_absent=7)
+
+
 def test_anchors_and_positives_are_distinct_views(train):
     loader = EpisodeLoader(train, num_objects=4, num_views=3, seed=0, training=True)
     for i in range(10):

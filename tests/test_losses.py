@@ -1,7 +1,8 @@
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from losses import contrastive_loss, focal_loss, mean_embedding
+from losses import box_loss, contrastive_loss, focal_loss, mean_embedding
 
 
 def test_mean_embedding_is_renormalised():
@@ -22,3 +23,17 @@ def test_focal_by_hand():
     np.testing.assert_allclose(focal_loss(jnp.zeros(2), jnp.array([1, 0])), (positive + negative) / 2, rtol=1e-6)
     # a confident right answer costs far less than a confident wrong one
     assert focal_loss(jnp.array([5.0]), jnp.array([1])) < 1e-4 < focal_loss(jnp.array([-5.0]), jnp.array([1]))
+
+
+def test_box_loss_by_hand():
+    targets = np.zeros((4, 4, 2, 5), np.float32)
+    targets[1, 2, 0] = [1, 0.5, 0.5, 0.0, np.log(2.0)]  # one responsible (cell, prior)
+    outputs = np.zeros_like(targets)
+    objectness, coordinates = box_loss(outputs, targets, alpha=0.25, gamma=2.0)
+    # sigmoid(0) = 0.5 everywhere: BCE log 2 for x and y; w exact, h off by log 2
+    assert float(coordinates) == pytest.approx(2 * np.log(2) + np.log(2) ** 2, rel=1e-5)
+    # focal at p = 0.5: alpha 0.25 x 0.25 x log 2 for the positive, 0.75 x 0.25 x log 2 for each of 31 negatives
+    per = 0.25 * np.log(2)
+    assert float(objectness) == pytest.approx((0.25 * per + 31 * 0.75 * per) / 1, rel=1e-5)
+    outputs[0, 0, 1, 1:] = 5.0  # coordinates where no prior is responsible do not count
+    assert float(box_loss(outputs, targets)[1]) == pytest.approx(float(coordinates), rel=1e-6)

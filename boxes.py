@@ -1,0 +1,99 @@
+"""Boxes the YOLO way, as pure functions: IoU, k-means priors, cell targets, decoding, NMS.
+
+Boxes are pixel (x0, y0, x1, y1) with exclusive ends, as the renderer stores them; -1 rows are
+instances that are not visible. On the G x G grid of stride s = scene / G, each cell holds A
+priors (widths and heights from k-means on the training boxes, IoU distance, as YOLOv2) and
+predicts per prior (t_o, t_x, t_y, t_w, t_h):
+
+    score = sigmoid(t_o),  centre = ((sigmoid(t_x) + col) * s, (sigmoid(t_y) + row) * s),
+    width = p_w * exp(t_w),  height = p_h * exp(t_h).
+
+The cell that holds an instance's centre, with the prior whose shape overlaps it most, is
+responsible for it. `cell_targets` is jax (it runs inside the train step); the rest is numpy.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def box_iou(a, b):
+    """(n, 4) and (m, 4) boxes -> (n, m) intersection over union."""
+    a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None]
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = w * h
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
+
+
+def shape_iou(wh, priors, xp=np):
+    """(n, 2) and (A, 2) widths and heights, centred on each other -> (n, A) IoU."""
+    inter = xp.minimum(wh[:, None, 0], priors[None, :, 0]) * xp.minimum(wh[:, None, 1], priors[None, :, 1])
+    union = wh[:, None, 0] * wh[:, None, 1] + priors[None, :, 0] * priors[None, :, 1] - inter
+    return inter / xp.maximum(union, 1e-12)
+
+
+def kmeans_priors(wh, k, seed=0, iterations=100):
+    """k prior (width, height) from (n, 2) box shapes, k-means with distance 1 - IoU; sorted by area."""
+    wh = np.asarray(wh, np.float64)
+    if len(wh) < k:
+        raise ValueError(f"k-means for {k} priors needs at least {k} boxes, got {len(wh)}")
+    centres = wh[np.random.default_rng(seed).choice(len(wh), k, replace=False)]
+    for _ in range(iterations):
+        nearest = np.argmax(shape_iou(wh, centres), axis=1)
+        # the median keeps a few huge boxes from dragging a prior away (as YOLOv2's implementations do)
+        new = np.array([np.median(wh[nearest == j], axis=0) if np.any(nearest == j) else centres[j] for j in range(k)])
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return centres[np.argsort(centres.prod(axis=1))]
+
+
+def cell_targets(boxes, priors, grid, stride):
+    """(I, 4) pixel boxes (-1 rows hidden) -> (G, G, A, 5) targets (objectness, x, y in [0, 1] of the
+    cell, log w / p_w, log h / p_h), objectness 1 only at the responsible (row, col, prior)."""
+    boxes = boxes.astype(jnp.float32)
+    visible = boxes[:, 0] >= 0
+    wh = jnp.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)  # (I, 2)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride  # (I, 2) in cells
+    cell = jnp.clip(jnp.floor(centre).astype(jnp.int32), 0, grid - 1)
+    prior = jnp.argmax(shape_iou(wh, priors, jnp), axis=1)  # (I,)
+    values = jnp.concatenate([jnp.ones_like(wh[:, :1]), centre - cell, jnp.log(wh / priors[prior])], axis=1)
+    # hidden instances are sent out of bounds, which scatter drops
+    row = jnp.where(visible, cell[:, 1], grid)
+    return jnp.zeros((grid, grid, len(priors), 5)).at[row, cell[:, 0], prior].set(values, mode="drop")
+
+
+def decode(outputs, priors, stride):
+    """(G, G, A, 5) raw outputs -> ((G*G*A, 4) pixel boxes, (G*G*A,) scores)."""
+    outputs = np.asarray(outputs, np.float64)
+    g = outputs.shape[0]
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    cols, rows = np.meshgrid(np.arange(g), np.arange(g))  # (G, G) each
+    cx = (sigmoid(outputs[..., 1]) + cols[..., None]) * stride  # (G, G, A)
+    cy = (sigmoid(outputs[..., 2]) + rows[..., None]) * stride
+    w = priors[:, 0] * np.exp(np.clip(outputs[..., 3], -10, 10))
+    h = priors[:, 1] * np.exp(np.clip(outputs[..., 4], -10, 10))
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+    return boxes.reshape(-1, 4), sigmoid(outputs[..., 0]).reshape(-1)
+
+
+def nms(boxes, scores, iou_threshold):
+    """Greedy non-max suppression -> indices kept, best score first."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    keep = []
+    while len(order):
+        best, order = order[0], order[1:]
+        keep.append(best)
+        order = order[box_iou(boxes[best:best + 1], boxes[order])[0] <= iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def detections(outputs, priors, stride, threshold, iou_threshold, max_candidates=200, max_detections=100):
+    """Raw outputs of one query -> (n, 4) boxes and (n,) scores: the best max_candidates over the
+    threshold, then NMS (whose cost grows with the square of its input)."""
+    boxes, scores = decode(outputs, priors, stride)
+    over = np.nonzero(scores >= threshold)[0]
+    over = over[np.argsort(-scores[over], kind="stable")[:max_candidates]]
+    keep = over[nms(boxes[over], scores[over], iou_threshold)][:max_detections]
+    return boxes[keep], scores[keep]

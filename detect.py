@@ -1,0 +1,141 @@
+"""yolz on your own images: find objects, given a few reference pictures of each, in a scene.
+
+    python detect.py --scene scene.png --refs mug1.png mug2.png mug3.png             # one object
+    python detect.py --scene scene.png --refs-dir refs/ --out found.png             # refs/NAME/*.png each
+
+Prints the detections as JSON ({"objects": [{"name", "detections": [{"box", "score"}]}]}, boxes
+as x0, y0, x1, y1 in the scene's own pixels) and writes the scene with the boxes drawn (--out).
+Any size and mode is accepted: RGBA is composited on grey (a transparent background is best
+for references, as in training), greyscale is made RGB, and each image is letterboxed (padded
+with grey to a square, aspect kept) and resized to the model's input. Each object's reference
+embedding is computed once, and the scene backbone runs once for all objects.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+
+import train  # noqa: E402
+from boxes import detections  # noqa: E402
+from data import GREY, DataError  # noqa: E402
+from util import draw_boxes, palette, save_png  # noqa: E402
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def read_image(path):
+    """Any image file -> (H, W, 4) uint8 RGBA (opaque unless the file has transparency)."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGBA"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"{path}: not a readable image ({error})") from None
+
+
+def letterbox(rgba, size):
+    """(H, W, 4) uint8 -> ((size, size, 4) uint8, scale, (pad_x, pad_y)): the image scaled to fit,
+    centred on a transparent square; a point p of the input is at p * scale + pad in the output."""
+    h, w = rgba.shape[:2]
+    scale = size / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = np.asarray(Image.fromarray(rgba).resize((new_w, new_h), Image.BILINEAR))
+    out = np.zeros((size, size, 4), dtype=np.uint8)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    out[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
+    return out, scale, (pad_x, pad_y)
+
+
+def on_grey(rgba):
+    """(..., 4) uint8 RGBA -> (..., 3) uint8 composited on the training grey."""
+    alpha = rgba[..., 3:].astype(np.float32) / 255
+    return (rgba[..., :3] * alpha + GREY * (1 - alpha)).round().astype(np.uint8)
+
+
+def references(args):
+    """-> [(name, [paths])] from --refs or --refs-dir, with clear errors for what is missing."""
+    if args.refs:
+        return [("object", args.refs)]
+    if not os.path.isdir(args.refs_dir):
+        raise DataError(f"--refs-dir {args.refs_dir}: no such directory")
+    objects = []
+    for name in sorted(os.listdir(args.refs_dir)):
+        folder = os.path.join(args.refs_dir, name)
+        if os.path.isdir(folder):
+            paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+            if not paths:
+                raise DataError(f"{folder} holds no reference images ({', '.join(IMAGE_SUFFIXES)})")
+            objects.append((name, paths))
+    if not objects:
+        raise DataError(f"--refs-dir {args.refs_dir} has no sub-folders: give one folder of views per object")
+    return objects
+
+
+def detect(args):
+    objects = references(args)
+    _, config, step, params, nt_params = train.load_run(args.run_dir)
+    if not config.priors:
+        raise DataError(f"{args.run_dir} has no box head (its model_config.json has no priors): train one with "
+                        "train.py --num-priors 3, or use pretrained")
+    scene_rgba = read_image(args.scene)
+    scene, scale, (pad_x, pad_y) = letterbox(scene_rgba, config.scene_size)
+    scene = on_grey(scene)  # (S, S, 3) uint8, S = the model's scene size
+    embeddings = []
+    for name, paths in objects:
+        views = np.stack([letterbox(read_image(p), config.view_size)[0] for p in paths])[None]  # (1, N, h, w, 4)
+        backgrounds = np.full((1, len(paths), 3), GREY, dtype=np.uint8)
+        embeddings.append(np.asarray(train.embed_step(params, nt_params, views, backgrounds, step))[0])
+    _, raw = train.scene_step(params, nt_params, scene, np.stack(embeddings), step)  # (C, G, G, A, 5)
+    stride = config.scene_size / config.grid_size
+    results = []
+    for (name, paths), outputs in zip(objects, np.asarray(raw)):
+        boxes, scores = detections(outputs, np.asarray(config.priors), stride, args.threshold, args.nms_iou)
+        # back to the input's pixels: undo the padding and the scale, clip to the image
+        boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
+        boxes = np.clip(boxes, 0, [scene_rgba.shape[1], scene_rgba.shape[0]] * 2).round().astype(int)
+        inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly on the padding go
+        boxes, scores = boxes[inside], scores[inside]
+        results.append({"name": name, "references": paths,
+                        "detections": [{"box": b.tolist(), "score": round(float(s), 4)} for b, s in zip(boxes, scores)]})
+    if args.out:
+        colours = palette(len(results))
+        image = on_grey(scene_rgba)
+        for result, colour in zip(results, colours):
+            found = result["detections"]
+            image = draw_boxes(image, [d["box"] for d in found], [colour] * len(found),
+                               [f"{result['name']} {d['score']:.2f}" for d in found])
+        save_png(args.out, image)
+    return {"scene": args.scene, "run_dir": args.run_dir, "threshold": args.threshold, "objects": results}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scene", required=True, help="the image to search")
+    refs = parser.add_mutually_exclusive_group(required=True)
+    refs.add_argument("--refs", nargs="+", help="reference views of one object")
+    refs.add_argument("--refs-dir", help="one sub-folder of reference views per object, named by the folder")
+    parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="lowest score reported (default: %(default)s)")
+    parser.add_argument("--nms-iou", type=float, default=0.5, help="non-max suppression IoU (default: %(default)s)")
+    parser.add_argument("--out", help="write the scene with the detections drawn here (PNG)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    try:
+        result = detect(parse_args(argv))
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+import jax
+import numpy as np
+import pytest
+
+from boxes import box_iou, cell_targets, decode, detections, kmeans_priors, nms, shape_iou
+from metrics import box_metrics, detection_average_precision, match_detections
+
+PRIORS = np.array([[8.0, 8.0], [16.0, 32.0]])
+
+
+def test_iou_by_hand():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]])
+    np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0, 1]])
+    np.testing.assert_allclose(shape_iou(np.array([[8.0, 8.0]]), PRIORS), [[1, 64 / 512]])
+
+
+def test_kmeans_finds_two_well_separated_shapes():
+    rng = np.random.default_rng(0)
+    wh = np.concatenate([rng.normal([10, 10], 0.5, (50, 2)), rng.normal([40, 20], 0.5, (50, 2))])
+    np.testing.assert_allclose(kmeans_priors(wh, 2), [[10, 10], [40, 20]], atol=0.5)
+    with pytest.raises(ValueError, match="needs at least 3 boxes"):
+        kmeans_priors(wh[:2], 3)
+
+
+def test_targets_decode_back_to_the_boxes():
+    boxes = np.array([[3, 5, 13, 14], [40, 8, 57, 40], [-1, -1, -1, -1]], dtype=np.int16)
+    targets = np.asarray(jax.jit(cell_targets, static_argnums=(2, 3))(boxes, PRIORS, 8, 8.0))  # (G, G, A, 5)
+    assert targets.shape == (8, 8, 2, 5) and targets[..., 0].sum() == 2  # the hidden one is dropped
+    assert targets[1, 1, 0, 0] == 1 and targets[3, 6, 1, 0] == 1  # centre cell (row, col), best prior
+    # raw outputs that hit the targets exactly: logit of the offsets, huge objectness where responsible
+    raw = targets.copy()
+    offsets = np.clip(targets[..., 1:3], 1e-6, 1 - 1e-6)
+    raw[..., 1:3] = np.log(offsets / (1 - offsets))
+    raw[..., 0] = np.where(targets[..., 0] > 0, 20.0, -20.0)
+    found, scores = detections(raw, PRIORS, 8.0, threshold=0.5, iou_threshold=0.5)
+    np.testing.assert_allclose(found[np.argsort(found[:, 0])], boxes[:2], atol=1e-3)
+    assert len(decode(raw, PRIORS, 8.0)[0]) == 8 * 8 * 2
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 9]])
+    scores = np.array([0.8, 0.9, 0.5, 0.7])
+    assert nms(boxes, scores, 0.5).tolist() == [1, 2]
+    assert nms(boxes, scores, 0.95).tolist() == [1, 0, 3, 2]
+    assert nms(boxes[:0], scores[:0], 0.5).tolist() == []
+
+
+def test_matching_and_ap_by_hand():
+    truth = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 31], [50, 50, 60, 60]])
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    # the second box overlaps a true box already taken: a false positive
+    assert match_detections(boxes, scores, truth, 0.5).tolist() == [True, False, True, False]
+    # precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1: interpolated 1 * 1/2 + 2/3 * 1/2
+    assert detection_average_precision(scores, [True, False, True, False], 2) == pytest.approx(1 / 2 + 1 / 3)
+    assert detection_average_precision(scores[:2], [True, True], 2) == 1.0
+    assert detection_average_precision(np.zeros(0), np.zeros(0, bool), 3) == 0.0
+    # pooled over queries; a query for an absent object (no true boxes) only adds false positives
+    perfect = box_metrics([(truth, np.array([0.9, 0.8]), truth)])
+    assert perfect["ap50"] == 1.0 and perfect["ap50_95"] == 1.0
+    absent = box_metrics([(truth, np.array([0.9, 0.8]), truth), (boxes[3:], np.array([0.95]), truth[:0])])
+    assert absent["ap50"] == pytest.approx(2 / 3) and absent["num_detections"] == 3
+    loose = box_metrics([(np.array([[0, 0, 10, 12]]), np.array([0.9]), truth[:1])])
+    assert loose["ap50"] == 1.0 and loose["ap50_95"] == pytest.approx(0.7)  # IoU 10/12 passes 0.50..0.80

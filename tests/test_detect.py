@@ -1,0 +1,78 @@
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import detect
+from data import Split
+
+
+def save(path, array):
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def images(tiny_data, tmp_path_factory):
+    """A test scene at 3x the model's size in greyscale, and reference views as RGBA and RGB PNGs."""
+    root = tmp_path_factory.mktemp("images")
+    split = Split(tiny_data, "test")
+    scene = split.scene(0)
+    big = np.asarray(Image.fromarray(scene["rgb"]).resize((384, 300)).convert("L"))  # not square, greyscale
+    views = split.views(scene["obj_ids"][0])
+    refs = [save(root / "ref0.png", views[0]), save(root / "ref1.png", views[1][..., :3])]
+    for name, obj_id in (("first", scene["obj_ids"][0]), ("second", scene["obj_ids"][1])):
+        os.makedirs(root / "refs" / name)
+        for i, view in enumerate(split.views(obj_id)[:2]):
+            save(root / "refs" / name / f"{i}.png", view)
+    return {"scene": save(root / "scene.png", big), "refs": refs, "refs_dir": str(root / "refs"), "root": root}
+
+
+def test_detects_on_ordinary_png_files(trained, images, capsys):
+    out = images["root"] / "found.png"
+    result = detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
+                          "--threshold", "0", "--out", str(out)])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
+    (only,) = result["objects"]
+    assert only["detections"], "at threshold 0 every surviving box is reported"
+    boxes = np.array([d["box"] for d in only["detections"]])
+    assert (boxes[:, [0, 2]] <= 384).all() and (boxes[:, [1, 3]] <= 300).all() and (boxes >= 0).all()
+    scores = [d["score"] for d in only["detections"]]
+    assert scores == sorted(scores, reverse=True)
+    assert Image.open(out).size == (384, 300)
+
+
+def test_several_objects_share_one_scene_pass(trained, images):
+    result = detect.main(["--scene", images["scene"], "--refs-dir", images["refs_dir"], "--run-dir", str(trained),
+                          "--threshold", "0"])
+    assert [o["name"] for o in result["objects"]] == ["first", "second"]
+    assert all(len(o["references"]) == 2 for o in result["objects"])
+
+
+def test_letterbox_maps_points_back():
+    image = np.zeros((50, 100, 4), dtype=np.uint8)
+    boxed, scale, (pad_x, pad_y) = detect.letterbox(image, 64)
+    assert boxed.shape == (64, 64, 4) and scale == 0.64 and (pad_x, pad_y) == (0, 16)
+    assert boxed[0, 0, 3] == 0  # the padding is transparent, so it is composited on grey
+
+
+def test_bad_input_is_a_clear_error(trained, images, tmp_path):
+    base = ["--run-dir", str(trained)]
+    with pytest.raises(SystemExit, match="nowhere.png: no such file"):
+        detect.main(["--scene", str(tmp_path / "nowhere.png"), "--refs", *images["refs"], *base])
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(SystemExit, match="broken.png: not a readable image"):
+        detect.main(["--scene", images["scene"], "--refs", str(tmp_path / "broken.png"), *base])
+    with pytest.raises(SystemExit) as error:  # argparse: --refs needs at least one
+        detect.main(["--scene", images["scene"], "--refs", *base])
+    assert error.value.code == 2
+    os.makedirs(tmp_path / "empty" / "mug")
+    with pytest.raises(SystemExit, match="mug holds no reference images"):
+        detect.main(["--scene", images["scene"], "--refs-dir", str(tmp_path / "empty"), *base])
+    no_weights = shutil.copytree(trained, tmp_path / "run")
+    os.remove(no_weights / "embedding.weights.h5")
+    with pytest.raises(SystemExit, match="has no embedding.weights.h5"):
+        detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(no_weights)])

@@ -1,0 +1,69 @@
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import test as yolz_test
+
+
+def test_end_to_end_writes_every_metric_and_picture(tiny_data, trained):
+    metrics = yolz_test.main(["--run-dir", str(trained), "--data-dir", tiny_data, "--num-pictures", "4",
+                              "--batch-size", "3", "--absent-queries", "1", "--threshold", "0", "--min-score", "0"])
+    out = trained / "test"
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    for key in ("average_precision", "roc_auc", "positive_rate", "precision@0.25", "recall@0.5", "f1@0.75",
+                "retrieval_recall@1", "per_object_average_precision", "scenes_per_s", "box_ap50", "box_ap50_95",
+                "box_ap50_present_only", "absent_false_positives_per_query"):
+        assert key in metrics
+    # every box counts at score 0: all of an absent query's are false positives
+    assert metrics["absent_queries"] == 2 and metrics["absent_false_positives_per_query"] > 0
+    assert metrics["box_num_detections"] > 0 and metrics["box_num_true_boxes"] > 0
+    assert metrics["num_scenes"] == 2 and metrics["num_pairs"] == 2 * 4 and metrics["num_views"] == 2
+    assert set(metrics["per_object_average_precision"]) <= {str(i) for i in range(15, 20)}  # test ids only
+    assert 0 <= metrics["positive_rate"] < 1 and 0 <= metrics["retrieval_recall@1"] <= 1
+
+    pairs = sorted(os.listdir(out / "pairs"))
+    assert len(pairs) == (4 + 1) * 5  # 4 present pairs and 1 absent query, 5 pictures each
+    sizes = {name.split(".", 2)[2]: Image.open(out / "pairs" / name).size for name in pairs}
+    assert sizes["heatmap.png"] == sizes["boxes.png"] == (128, 128)
+    assert sizes["y_true_pred.mask.png"] == (2 * (128 + 4), 128)
+    assert sizes["y_true_pred.alpha.png"] == (3 * (128 + 4), 128)
+    assert sizes["anchors.png"] == (2 * (64 + 4), 64)
+    page = (out / "index.html").read_text()
+    assert all(f"pairs/{name}" in page for name in pairs if "mask" not in name)
+    aps = [float(line.split("AP ")[1].split("<")[0]) for line in page.splitlines() if "<br>AP " in line]
+    assert len(aps) == 4 and aps == sorted(aps)  # worst first
+    assert page.count("(absent)") == 1
+    assert (out / "pr_curve.png").stat().st_size > 0
+    assert not [n for n in os.listdir(trained) if ".tmp-" in n]
+
+
+def test_pairs_are_sampled_from_worst_to_best():
+    ap = np.array([[0.5, np.nan, 0.1], [0.9, 0.3, 0.7]])
+    assert yolz_test.sample_pairs(ap, 3) == [(0, 2), (0, 0), (1, 0)]
+    assert len(yolz_test.sample_pairs(ap, 10)) == 5  # every visible pair, none twice
+
+
+@pytest.mark.filterwarnings("ignore:Skipping nested container")  # keras, on the mismatched weights
+def test_missing_or_incompatible_run_dir_is_a_clear_error(tiny_data, trained, tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        yolz_test.main(["--run-dir", str(tmp_path / "nowhere"), "--data-dir", tiny_data])
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(trained, unfinished)
+    (unfinished / "scene.weights.h5").unlink()
+    with pytest.raises(SystemExit, match=r"has no scene.weights.h5.*--resume"):
+        yolz_test.main(["--run-dir", str(unfinished), "--data-dir", tiny_data])
+    other = tmp_path / "other"
+    shutil.copytree(trained, other)
+    config = json.loads((other / "model_config.json").read_text())
+    (other / "model_config.json").write_text(json.dumps({**config, "embedding_dim": 16}))
+    with pytest.raises(SystemExit, match="does not fit the run's model_config.json"):
+        yolz_test.main(["--run-dir", str(other), "--data-dir", tiny_data])
+    (other / "model_config.json").write_text(json.dumps({**config, "scene_size": 320}))
+    with pytest.raises(SystemExit, match="has 128x128 scenes but the model config expects 320"):
+        yolz_test.main(["--run-dir", str(other), "--data-dir", tiny_data])
+    with pytest.raises(SystemExit, match="--num-views 4: .* enough for at most 3"):
+        yolz_test.main(["--run-dir", str(trained), "--data-dir", tiny_data, "--num-views", "4"])
