@@ -31,6 +31,9 @@ from metrics import (average_precision, box_metrics, match_detections, pixel_met
 from util import draw_boxes, heatmap, hstack, save_png, upsample  # noqa: E402
 
 
+OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 0.05))
+
+
 def retrieval(split, params, nt_params, step, num_views):
     """recall@1 of each object's mean embedding of views [0, N) among all objects' views [N, 2N)."""
     views = np.stack([split.views(i)[:2 * num_views] for i in split.object_ids])  # (K, 2N, h, w, 4) uint8
@@ -101,10 +104,27 @@ def box_figures(pred, threshold):
     out.update({"absent_queries": len(absent), "box_threshold": threshold,
                 "absent_false_positives_per_query": float(np.mean([np.sum(sc >= threshold) for _, sc, _ in absent]))
                 if absent else float("nan"),
-                # present queries' detections over the threshold that match no true box at IoU 0.5
-                "present_false_positives_per_query": float(np.mean(
-                    [np.sum(~match_detections(b, sc, tb, 0.5)[sc >= threshold]) for b, sc, tb in present]))})
+                "box_operating_points": operating_points(present, absent)})
     return out
+
+
+def operating_points(present, absent, thresholds=OPERATING_THRESHOLDS):
+    """Box precision, recall and F1 at IoU 0.5 (absent queries' detections counted) and false
+    positives per absent query, at each score threshold: where to operate."""
+    scores = np.concatenate([sc for _, sc, _ in present + absent])
+    hits = np.concatenate([match_detections(b, sc, tb, 0.5) for b, sc, tb in present + absent])
+    num_true = sum(len(tb) for _, _, tb in present)
+    absent_scores = [sc for _, sc, _ in absent]
+    points = {}
+    for t in thresholds:
+        kept = scores >= t
+        tp = int(np.sum(hits & kept))
+        precision, recall = tp / max(int(kept.sum()), 1), tp / max(num_true, 1)
+        points[str(t)] = {"precision": precision, "recall": recall,
+                          "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+                          "absent_false_positives_per_query": float(np.mean([np.sum(sc >= t) for sc in absent_scores]))
+                          if absent_scores else float("nan")}
+    return points
 
 
 def figures(pred, recall1):
@@ -285,7 +305,8 @@ def parse_args(argv=None):
                         help="(scene, object) pairs drawn, worst to best, and a quarter as many absent queries")
     parser.add_argument("--absent-queries", type=int, default=4,
                         help="K: objects of the split NOT in the scene queried per scene")
-    parser.add_argument("--threshold", type=float, default=0.5, help="operating score of a box detection")
+    parser.add_argument("--threshold", type=float, default=0.2,
+                        help="operating score of a box detection (best box F1 on the validation split, pretrained)")
     parser.add_argument("--min-score", type=float, default=0.01, help="lowest box score kept for AP")
     parser.add_argument("--nms-iou", type=float, default=0.5, help="non-max suppression IoU")
     return parser.parse_args(argv)

@@ -13,8 +13,9 @@ RUN_DIR="${1:-${RUN_DIR:-pretrained}}"
 : "${NUM_VIEWS:=0}"                   # N reference views per object; 0: the N the run trained with
 : "${NUM_PICTURES:=48}"               # (scene, object) pairs drawn, spread from worst to best
 : "${BATCH_SIZE:=8}"                  # scenes per eval step
+: "${THRESHOLD:=0.2}"                 # operating score of a box detection
 : "${PYTHON:=.venv/bin/python}"
 
 set -x
 "$PYTHON" test.py --run-dir "$RUN_DIR" --data-dir "$DATA_DIR" --split "$SPLIT" --num-views "$NUM_VIEWS" \
-  --num-pictures "$NUM_PICTURES" --batch-size "$BATCH_SIZE"
+  --num-pictures "$NUM_PICTURES" --batch-size "$BATCH_SIZE" --threshold "$THRESHOLD"

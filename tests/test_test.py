@@ -21,6 +21,8 @@ def test_end_to_end_writes_every_metric_and_picture(tiny_data, trained):
     # every box counts at score 0: all of an absent query's are false positives
     assert metrics["absent_queries"] == 2 and metrics["absent_false_positives_per_query"] > 0
     assert metrics["box_num_detections"] > 0 and metrics["box_num_true_boxes"] > 0
+    at_zero = metrics["box_operating_points"]["0.05"]
+    assert 0 <= at_zero["precision"] <= 1 and 0 <= at_zero["recall"] <= 1
     assert metrics["num_scenes"] == 2 and metrics["num_pairs"] == 2 * 4 and metrics["num_views"] == 2
     assert set(metrics["per_object_average_precision"]) <= {str(i) for i in range(15, 20)}  # test ids only
     assert 0 <= metrics["positive_rate"] < 1 and 0 <= metrics["retrieval_recall@1"] <= 1
