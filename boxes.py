@@ -16,6 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def visible(boxes):
+    """(I, 4) boxes with -1 rows for hidden instances -> (n, 4) the visible ones."""
+    return boxes[boxes[:, 0] >= 0]
+
+
 def box_iou(a, b):
     """(n, 4) and (m, 4) boxes -> (n, m) intersection over union."""
     a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None]
@@ -66,7 +71,7 @@ def cell_targets(boxes, priors, grid, stride):
 
 def decode(outputs, priors, stride):
     """(G, G, A, 5) raw outputs -> ((G*G*A, 4) pixel boxes, (G*G*A,) scores)."""
-    outputs = np.asarray(outputs, np.float64)
+    outputs, priors = np.asarray(outputs, np.float64), np.asarray(priors, np.float64)
     g = outputs.shape[0]
     sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     cols, rows = np.meshgrid(np.arange(g), np.arange(g))  # (G, G) each

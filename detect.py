@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 import train  # noqa: E402
 from boxes import detections  # noqa: E402
-from data import GREY, DataError  # noqa: E402
+from data import GREY, DataError, composite  # noqa: E402
 from util import draw_boxes, palette, save_png  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -54,9 +54,8 @@ def letterbox(rgba, size):
 
 
 def on_grey(rgba):
-    """(..., 4) uint8 RGBA -> (..., 3) uint8 composited on the training grey."""
-    alpha = rgba[..., 3:].astype(np.float32) / 255
-    return (rgba[..., :3] * alpha + GREY * (1 - alpha)).round().astype(np.uint8)
+    """(H, W, 4) uint8 RGBA -> (H, W, 3) uint8 composited on the training grey."""
+    return (composite(rgba, np.full(3, GREY, dtype=np.uint8)) * 255).round().astype(np.uint8)
 
 
 def references(args):
@@ -93,10 +92,9 @@ def detect(args):
         backgrounds = np.full((1, len(paths), 3), GREY, dtype=np.uint8)
         embeddings.append(np.asarray(train.embed_step(params, nt_params, views, backgrounds, step))[0])
     _, raw = train.scene_step(params, nt_params, scene, np.stack(embeddings), step)  # (C, G, G, A, 5)
-    stride = config.scene_size / config.grid_size
     results = []
     for (name, paths), outputs in zip(objects, np.asarray(raw)):
-        boxes, scores = detections(outputs, np.asarray(config.priors), stride, args.threshold, args.nms_iou)
+        boxes, scores = detections(outputs, config.priors, config.stride, args.threshold, args.nms_iou)
         # back to the input's pixels: undo the padding and the scale, clip to the image
         boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
         boxes = np.clip(boxes, 0, [scene_rgba.shape[1], scene_rgba.shape[0]] * 2).round().astype(int)

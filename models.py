@@ -36,6 +36,10 @@ class ModelConfig:
     def grid_size(self):  # the classifier's output is at 1/8 of the scene
         return self.scene_size // 8
 
+    @property
+    def stride(self):  # scene pixels per grid cell
+        return self.scene_size / self.grid_size
+
     def to_json(self):
         return dataclasses.asdict(self)
 

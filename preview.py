@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from boxes import visible
 from data import GREY, DataError, Split, composite
 from util import border, draw_boxes, hstack, palette, save_png, tile, tint, vstack
 
@@ -24,7 +25,7 @@ def scene_row(split, index):
     colours = palette(len(obj_ids))  # (K, 3) uint8
     boxes, box_colours, labels = [], [], []
     for k, instances in enumerate(scene["boxes"]):  # (I, 4) per object
-        for box in instances[instances[:, 0] >= 0]:
+        for box in visible(instances):
             boxes.append(box)
             box_colours.append(colours[k])
             labels.append(int(obj_ids[k]))

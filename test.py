@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import train  # noqa: E402  (also sets up the persistent compilation cache)
-from boxes import detections  # noqa: E402
+from boxes import detections, visible  # noqa: E402
 from data import GREY, DataError, EpisodeLoader, Split, composite, write_json_atomic  # noqa: E402
 from metrics import (average_precision, box_metrics, match_detections, pixel_metrics,  # noqa: E402
                      precision_recall_curve, recall_at_1)
@@ -54,7 +54,6 @@ def predict(split, params, nt_params, step, args):
                            num_absent=args.absent_queries)
     num, size = split.num_scenes, args.batch_size
     config = step.config
-    stride = config.scene_size / config.grid_size
 
     def batch_at(start):  # a short last batch is padded with episode 0, so the step compiles once
         episodes = [loader.episode(i if i < num else 0) for i in range(start, start + size)]
@@ -73,7 +72,7 @@ def predict(split, params, nt_params, step, args):
         true_boxes.append(batch["boxes"])
         if raw is not None:
             raw = np.asarray(raw)  # (B, Q, G, G, A, 5)
-            found += [[detections(r, np.asarray(config.priors), stride, args.min_score, args.nms_iou) for r in scene]
+            found += [[detections(r, config.priors, config.stride, args.min_score, args.nms_iou) for r in scene]
                       for scene in raw[:num - start]]
     speed = {"scenes_per_s": num / (time.perf_counter() - compiled), "compile_s": compiled - started}
     return {"probs": np.concatenate(probs)[:num],  # (S, Q, G, G) float32 in [0, 1]
@@ -84,11 +83,6 @@ def predict(split, params, nt_params, step, args):
             "num_present": split.objects_per_scene,  # C: queries [0, C) present, [C, Q) absent
             "scene_index": np.array([loader.scene_index(i) for i in range(num)]),  # (S,)
             "loader": loader}, speed
-
-
-def visible(boxes):
-    """(I, 4) boxes with -1 rows -> (n, 4) the visible ones."""
-    return boxes[boxes[:, 0] >= 0]
 
 
 def box_figures(pred, threshold):
@@ -102,10 +96,14 @@ def box_figures(pred, threshold):
     out = {f"box_{k}": v for k, v in box_metrics(present + absent).items()}
     out.update({f"box_{k}_present_only": v for k, v in box_metrics(present).items() if k.startswith("ap")})
     out.update({"absent_queries": len(absent), "box_threshold": threshold,
-                "absent_false_positives_per_query": float(np.mean([np.sum(sc >= threshold) for _, sc, _ in absent]))
-                if absent else float("nan"),
+                "absent_false_positives_per_query": false_positives_per_query([sc for _, sc, _ in absent], threshold),
                 "box_operating_points": operating_points(present, absent)})
     return out
+
+
+def false_positives_per_query(absent_scores, threshold):
+    """Mean number of an absent object's detections scoring at least the threshold (all are false)."""
+    return float(np.mean([np.sum(sc >= threshold) for sc in absent_scores])) if absent_scores else float("nan")
 
 
 def operating_points(present, absent, thresholds=OPERATING_THRESHOLDS):
@@ -114,7 +112,6 @@ def operating_points(present, absent, thresholds=OPERATING_THRESHOLDS):
     scores = np.concatenate([sc for _, sc, _ in present + absent])
     hits = np.concatenate([match_detections(b, sc, tb, 0.5) for b, sc, tb in present + absent])
     num_true = sum(len(tb) for _, _, tb in present)
-    absent_scores = [sc for _, sc, _ in absent]
     points = {}
     for t in thresholds:
         kept = scores >= t
@@ -122,8 +119,7 @@ def operating_points(present, absent, thresholds=OPERATING_THRESHOLDS):
         precision, recall = tp / max(int(kept.sum()), 1), tp / max(num_true, 1)
         points[str(t)] = {"precision": precision, "recall": recall,
                           "f1": 2 * precision * recall / max(precision + recall, 1e-12),
-                          "absent_false_positives_per_query": float(np.mean([np.sum(sc >= t) for sc in absent_scores]))
-                          if absent_scores else float("nan")}
+                          "absent_false_positives_per_query": false_positives_per_query([sc for _, sc, _ in absent], t)}
     return points
 
 

@@ -25,7 +25,7 @@ import optax  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import losses  # noqa: E402
-from boxes import cell_targets, detections, kmeans_priors  # noqa: E402
+from boxes import cell_targets, detections, kmeans_priors, visible  # noqa: E402
 from data import DataError, EpisodeLoader, Split, composite, prefetch, read_json, write_json_atomic  # noqa: E402
 from metrics import box_metrics, pixel_metrics  # noqa: E402
 from models import CPU_CONFIG, SEED_CONFIG, ModelConfig, embedding_model, load_config, save_config, scene_model  # noqa: E402
@@ -95,7 +95,7 @@ def box_targets(step, boxes):
     """(B, C, I, 4) pixel boxes -> (B, C, G, G, A, 5) cell targets for the box head."""
     config = step.config
     targets = functools.partial(cell_targets, priors=jnp.asarray(config.priors), grid=config.grid_size,
-                                stride=config.scene_size / config.grid_size)
+                                stride=config.stride)
     return jax.vmap(jax.vmap(targets))(boxes)
 
 
@@ -282,8 +282,7 @@ def validate(params, nt_params, step, loader, num_episodes, batch_size):
         if raw is not None:  # one query per (scene, object): its detections and its visible true boxes
             raw, true = np.asarray(raw), batch["boxes"]  # (B, C, G, G, A, 5), (B, C, I, 4)
             for outputs, boxes in zip(raw.reshape(-1, *raw.shape[2:]), true.reshape(-1, *true.shape[2:])):
-                found = detections(outputs, np.asarray(config.priors), config.scene_size / config.grid_size, 0.01, 0.5)
-                queries.append((*found, boxes[boxes[:, 0] >= 0]))
+                queries.append((*detections(outputs, config.priors, config.stride, 0.01, 0.5), visible(boxes)))
         if not episodes:
             episodes.append((batch, np.asarray(probs)))
     figures = pixel_metrics(np.concatenate(scores), np.concatenate(labels))
@@ -381,7 +380,7 @@ def parse_args(argv=None):
 def training_priors(split, k, seed, max_scenes=1000):
     """k box priors (width, height) by k-means over the visible training boxes (of up to max_scenes scenes)."""
     boxes = np.concatenate([split.scene(i)["boxes"].reshape(-1, 4) for i in range(min(split.num_scenes, max_scenes))])
-    boxes = boxes[boxes[:, 0] >= 0]  # (n, 4)
+    boxes = visible(boxes)  # (n, 4)
     return tuple(tuple(round(float(v), 2) for v in p) for p in kmeans_priors(boxes[:, 2:] - boxes[:, :2], k, seed))
 
 
