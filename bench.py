@@ -88,12 +88,42 @@ def bench_loader(args):
     return result
 
 
+def cpu_peak_gflops(flops_per_cycle):
+    """Theoretical FP32 peak: cores x clock (from /proc/cpuinfo) x FLOP per cycle per core."""
+    with open("/proc/cpuinfo") as f:
+        mhz = next(float(line.split(":")[1]) for line in f if line.startswith("cpu MHz"))
+    return os.cpu_count() * mhz / 1e3 * flops_per_cycle
+
+
+def matmul_gflops(size=2048, repeats=10):
+    """FP32 GFLOP/s XLA reaches on a large square matmul: the attainable peak, measured."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((size, size), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        jax.block_until_ready(f(a))
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def bench_train(args):
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import jax
+    import distributed
     import train
 
-    options = train.parse_args(["--run-dir", "unused", "--model-config", args.model_config])
+    options = train.parse_args(["--run-dir", "unused", "--model-config", args.model_config,
+                                "--scenes-per-step", str(args.scenes_per_step)])
+    distributed.check_batch_size(options.scenes_per_step)
+    mesh = distributed.batch_mesh()
     profile = {320: "small", 640: "full"}[train.MODEL_CONFIGS[args.model_config].scene_size]
     with tempfile.TemporaryDirectory() as tmp:
         split = Split(synthetic_dataset(tmp, 32, 100, 24, profile), "train")
@@ -102,31 +132,43 @@ def bench_train(args):
                                num_absent=options.absent_queries_per_scene)
         batches = prefetch(loader.batches(options.scenes_per_step))
         params, nt_params = train.model_state(step.embedding, step.scene)
-        opt_state = step.optimizer.init(params)
-        batch = {k: v for k, v in next(batches).items() if k in train.TRAIN_KEYS}
+        params, nt_params, opt_state = distributed.replicate((params, nt_params, step.optimizer.init(params)), mesh)
+
+        def next_batch():
+            return distributed.shard_batch({k: v for k, v in next(batches).items() if k in train.TRAIN_KEYS}, mesh)
+
+        batch = next_batch()
         start = time.perf_counter()
         compiled = train.train_step.lower(params, nt_params, opt_state, batch, step).compile()
         compile_s = time.perf_counter() - start
         cost = compiled.cost_analysis()
-        flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
+        # per device once the step is partitioned: the whole step's is devices x that
+        flops = (cost[0] if isinstance(cost, list) else cost)["flops"] * jax.device_count()
         params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, step)
         jax.block_until_ready(metrics)
         wait, start = 0.0, time.perf_counter()
         for _ in range(args.steps):
             t = time.perf_counter()
-            batch = {k: v for k, v in next(batches).items() if k in train.TRAIN_KEYS}
+            batch = next_batch()
             wait += time.perf_counter() - t
             params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, step)
             float(metrics["loss"])  # the train loop reads the loss every step, so do the same
         elapsed = time.perf_counter() - start
     s_per_step = elapsed / args.steps
+    peak = cpu_peak_gflops(args.flops_per_cycle) if jax.default_backend() == "cpu" else float("nan")
+    matmul = matmul_gflops()
     result = {"benchmark": "train", "model_config": args.model_config, "scene_size": config.scene_size,
               "C": options.num_objects, "K": options.absent_queries_per_scene, "N": options.num_views,
               "priors": len(config.priors), "B": options.scenes_per_step,
               "compile_s": round(compile_s, 1), "s_per_step": round(s_per_step, 4),
               "scenes_per_s": round(options.scenes_per_step / s_per_step, 2),
               "gflop_per_step": round(flops / 1e9, 2), "gflop_per_s": round(flops / 1e9 / s_per_step, 1),
-              "input_wait_fraction": round(wait / elapsed, 4), "backend": jax.default_backend(),
+              "fraction_of_peak_fp32": round(flops / 1e9 / s_per_step / peak, 3),
+              "peak_fp32_gflop_per_s": round(peak, 1), "matmul_gflop_per_s": round(matmul, 1),
+              "fraction_of_matmul": round(flops / 1e9 / s_per_step / matmul, 3),
+              "input_wait_fraction": round(wait / elapsed, 4),
+              "peak_rss_MB": round(peak_rss_mb()), "devices": jax.device_count(), "backend": jax.default_backend(),
+              "xla_flags": os.environ.get("XLA_FLAGS", ""),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     print("| " + " | ".join(result) + " |\n|" + "---|" * len(result))
     print("| " + " | ".join(str(v) for v in result.values()) + " |")
@@ -179,6 +221,10 @@ def main(argv=None):
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train.add_argument("--model-config", choices=("cpu", "seed"), default="cpu")
     train.add_argument("--steps", type=int, default=50, help="steps timed, after one warm-up step")
+    train.add_argument("--scenes-per-step", type=int, default=1, help="B, sharded over all devices")
+    train.add_argument("--flops-per-cycle", type=float, default=32,
+                       help="FP32 FLOP per cycle per core for the CPU peak; 32 = 2 FMA pipes x 8 lanes x 2 "
+                            "(AMD Zen 2-4; 64 for Intel cores with two 512-bit FMA units)")
     inference = sub.add_parser("inference", help="queries/s: scene backbone shared by C objects vs one pass each",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     inference.add_argument("--run-dir", default="pretrained", help="a trained run (its config and weights)")
@@ -187,7 +233,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     result = {"loader": bench_loader, "train": bench_train, "inference": bench_inference}[args.benchmark](args)
     os.makedirs(args.out, exist_ok=True)
-    name = args.benchmark + (f"_{args.model_config}" if args.benchmark == "train" else "")
+    name = args.benchmark
+    if args.benchmark == "train":
+        name += f"_{args.model_config}_b{result['B']}_d{result['devices']}"
     path = os.path.join(args.out, f"{name}.json")
     write_json_atomic(path, result)
     print(f"wrote {path}")

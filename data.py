@@ -274,10 +274,13 @@ class EpisodeLoader:
             "obj_ids": obj_ids,  # (C + K,) int16
         }
 
-    def batches(self, batch_size):
-        """Endless stacked batches of B consecutive episodes; advances `position`."""
+    def batches(self, batch_size, share=None):
+        """Endless stacked batches of B consecutive episodes; advances `position` by B a batch.
+        share=(first, count): only episodes first..first+count-1 of each batch (one host's part of
+        a batch spread over several)."""
+        first, count = share or (0, batch_size)
         while True:
-            episodes = [self.episode(self.position + b) for b in range(batch_size)]
+            episodes = [self.episode(self.position + first + b) for b in range(count)]
             self.position += batch_size
             yield {key: np.stack([e[key] for e in episodes]) for key in episodes[0]}  # (B, ...)
 

@@ -3,8 +3,10 @@
     python generate_data.py --out-dir data/small --profile small   # ~4 min on 2 cores, 475 MB
 
 Each chunk has its own seed (derived from --seed, the split and the chunk index), so the
-output is byte-identical whatever --workers is, and a killed run that is started again skips
-the chunks already written and ends with the same dataset as an uninterrupted one.
+output is meant to be byte-identical whatever --workers is (README, Data: a rare exception),
+and a killed run that is started again skips the chunks already written and ends with the same
+dataset as an uninterrupted one. K machines sharing --out-dir each render a share of the chunks
+with --shard-index 0..K-1 --shard-count K; whichever finishes last writes the manifests.
 """
 
 import argparse
@@ -42,6 +44,8 @@ def parse_args(argv=None):
                             for name, sizes in PROFILES.items()))
     parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the dataset")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="render processes")
+    parser.add_argument("--shard-index", type=int, default=0, help="this machine's share of the chunks, 0 first")
+    parser.add_argument("--shard-count", type=int, default=1, help="machines rendering into one --out-dir")
     for split, ids in zip(SPLITS, ("0-799", "800-899", "900-999")):
         parser.add_argument(f"--{split}-ids", default=ids, help=f"object ids of the {split} split, inclusive")
         parser.add_argument(f"--num-{split}-scenes", type=int, help=f"scenes in the {split} split")
@@ -57,12 +61,15 @@ def parse_args(argv=None):
     for key, value in PROFILES[args.profile].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if not 0 <= args.shard_index < args.shard_count:
+        parser.error(f"--shard-index {args.shard_index} must be in 0..{args.shard_count - 1} (--shard-count "
+                     f"{args.shard_count})")
     return args
 
 
 def generation_config(args):
-    """What the data depends on (not --workers or --out-dir): recorded and checked on reruns."""
-    config = {k: v for k, v in vars(args).items() if k not in ("out_dir", "workers")}
+    """What the data depends on (not where or by whom it is rendered): recorded and checked on reruns."""
+    config = {k: v for k, v in vars(args).items() if k not in ("out_dir", "workers", "shard_index", "shard_count")}
     config["format_version"] = FORMAT_VERSION
     return config
 
@@ -144,8 +151,9 @@ def manifest_for(config, split, chunks, split_dir):
     }
 
 
-def prepare_out_dir(out_dir, config):
-    """Creates the data dir, or checks that an existing one was made with the same options."""
+def prepare_out_dir(out_dir, config, own_chunks):
+    """Creates the data dir, or checks that an existing one was made with the same options; clears
+    what a killed run left of own_chunks (other shards may be writing theirs)."""
     path = os.path.join(out_dir, "generation.json")
     if os.path.exists(path):
         previous = read_json(path)
@@ -156,8 +164,9 @@ def prepare_out_dir(out_dir, config):
     for split in SPLITS:
         split_dir = os.path.join(out_dir, split)
         os.makedirs(split_dir, exist_ok=True)
+        own = {c["name"] for c in own_chunks if c["split"] == split}
         for name in os.listdir(split_dir):
-            if name.startswith(".") and ".tmp-" in name:  # left by a killed run
+            if name.startswith(".") and ".tmp-" in name and name[1:].split(".tmp-")[0] in own:
                 shutil.rmtree(os.path.join(split_dir, name), ignore_errors=True)
     write_json_atomic(path, config)
 
@@ -170,22 +179,24 @@ def main(argv=None):
             raise DataError(f"--{split}-ids {config[f'{split}_ids']} has fewer objects than "
                             f"--objects-per-scene {config['objects_per_scene']}")
     check_disjoint([{"split": s, "object_ids": config[f"{s}_ids"]} for s in SPLITS])
-    prepare_out_dir(args.out_dir, config)
-
     chunks = plan_chunks(config)
+    own_chunks = chunks[args.shard_index::args.shard_count]
+    prepare_out_dir(args.out_dir, config, own_chunks)
+
     def path_of(chunk):
         return os.path.join(args.out_dir, chunk["split"], chunk["name"])
 
     todo = []
-    for chunk in chunks:
+    for chunk in own_chunks:
         if os.path.exists(path_of(chunk)) and not chunk_is_valid(path_of(chunk)):
             print(f"re-rendering {path_of(chunk)}: it does not match its checksum", file=sys.stderr)
             shutil.rmtree(path_of(chunk))
         if not os.path.exists(path_of(chunk)):
             todo.append(chunk)
     todo.sort(key=lambda c: c["kind"] != "scenes")  # slowest first, for an even finish across workers
-    print(f"{len(chunks) - len(todo)} of {len(chunks)} chunks already in {args.out_dir}; rendering {len(todo)} "
-          f"with {args.workers} workers")
+    shard = f" (shard {args.shard_index} of {args.shard_count})" if args.shard_count > 1 else ""
+    print(f"{len(own_chunks) - len(todo)} of {len(own_chunks)} chunks{shard} already in {args.out_dir}; rendering "
+          f"{len(todo)} with {args.workers} workers")
     jobs = [(config, chunk, path_of(chunk)) for chunk in todo]
     with tqdm(total=len(jobs), unit="chunk", desc="rendering") as bar:
         # Every chunk in a fresh (spawned) process, whatever --workers: rendered after another chunk
@@ -196,6 +207,13 @@ def main(argv=None):
             for _ in pool.imap_unordered(render_chunk, jobs):
                 bar.update()
 
+    # Each shard looks only after writing its own chunks, so of two finishing together at least one
+    # sees all chunks present; both writing the same manifest atomically is harmless.
+    missing = [c for c in chunks if not os.path.exists(path_of(c))]
+    if missing:
+        print(f"{len(missing)} chunks of other shards are not in {args.out_dir} yet: the last shard to finish "
+              "(or any rerun once all are done) writes the manifests")
+        return
     for split in SPLITS:
         split_chunks = [c for c in chunks if c["split"] == split]
         split_dir = os.path.join(args.out_dir, split)

@@ -4,6 +4,7 @@
 # Runtime on a 2-core CPU: small profile ~4 min (475 MB); full profile (the original's scale)
 # ~1 h (estimated from the small one, ~22 GB). Killed? Run it again: it carries on.
 # Result: $OUT_DIR/{train,validation,test}/manifest.json and $OUT_DIR/preview_train.png.
+# On K machines sharing $OUT_DIR: SHARD_INDEX=i SHARD_COUNT=K on machine i (README, Scaling out).
 set -e
 cd "$(dirname "$0")"
 
@@ -11,6 +12,8 @@ cd "$(dirname "$0")"
 : "${OUT_DIR:=data/$PROFILE}"
 : "${SEED:=0}"
 : "${WORKERS:=$(nproc)}"
+: "${SHARD_INDEX:=0}"                 # this machine's share of the chunks, 0..SHARD_COUNT-1
+: "${SHARD_COUNT:=1}"                 # machines rendering into one $OUT_DIR
 : "${TRAIN_IDS:=0-799}"
 : "${VALIDATION_IDS:=800-899}"
 : "${TEST_IDS:=900-999}"
@@ -23,9 +26,12 @@ cd "$(dirname "$0")"
 
 set -x
 "$PYTHON" generate_data.py --out-dir "$OUT_DIR" --profile "$PROFILE" --seed "$SEED" --workers "$WORKERS" \
+  --shard-index "$SHARD_INDEX" --shard-count "$SHARD_COUNT" \
   --train-ids "$TRAIN_IDS" --validation-ids "$VALIDATION_IDS" --test-ids "$TEST_IDS" \
   ${NUM_TRAIN_SCENES:+--num-train-scenes "$NUM_TRAIN_SCENES"} \
   ${NUM_VALIDATION_SCENES:+--num-validation-scenes "$NUM_VALIDATION_SCENES"} \
   ${NUM_TEST_SCENES:+--num-test-scenes "$NUM_TEST_SCENES"} \
   ${VIEWS_PER_OBJECT:+--views-per-object "$VIEWS_PER_OBJECT"}
-"$PYTHON" preview.py --data-dir "$OUT_DIR" --split train --num-scenes 3
+if [ -f "$OUT_DIR/train/manifest.json" ]; then  # not yet, while other shards are rendering
+  "$PYTHON" preview.py --data-dir "$OUT_DIR" --split train --num-scenes 3
+fi

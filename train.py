@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+import distributed  # noqa: E402
 import losses  # noqa: E402
 from boxes import cell_targets, detections, kmeans_priors, visible  # noqa: E402
 from data import DataError, EpisodeLoader, Split, composite, prefetch, read_json, write_json_atomic  # noqa: E402
@@ -291,6 +292,7 @@ def validate(params, nt_params, step, loader, num_episodes, batch_size):
     return figures, episodes[0]
 
 
+LAUNCH_OPTIONS = ("coordinator_address", "num_processes", "process_id")
 EVAL_KEYS = ("anchors", "anchor_backgrounds", "scene")
 TRAIN_KEYS = ("anchors", "anchor_backgrounds", "positives", "positive_backgrounds", "scene", "masks", "boxes")
 
@@ -366,10 +368,15 @@ def parse_args(argv=None):
     parser.add_argument("--eval-every", type=int, default=500, help="steps between validations")
     parser.add_argument("--eval-episodes", type=int, default=48, help="validation episodes per validation")
     parser.add_argument("--log-every", type=int, default=10, help="steps per line of train metrics")
+    parser.add_argument("--coordinator-address", help="several processes (hosts): HOST:PORT of process 0 "
+                        "(README, Scaling out); left unset with the two below: one process")
+    parser.add_argument("--num-processes", type=int, help="several processes: how many in all")
+    parser.add_argument("--process-id", type=int, help="several processes: this one's index, 0 first")
     args = parser.parse_args(argv)
-    if args.resume:
+    if args.resume:  # the run's options, but how this process joins the run is given anew
         saved = read_json(os.path.join(args.resume, "options.json"))
-        args = argparse.Namespace(**{**saved, "resume": args.resume, "run_dir": args.resume})
+        launch = {k: getattr(args, k) for k in LAUNCH_OPTIONS}
+        args = argparse.Namespace(**{**saved, **launch, "resume": args.resume, "run_dir": args.resume})
     elif not args.run_dir:
         parser.error("--run-dir is required (or --resume RUN_DIR)")
     if args.warmup_steps >= args.steps:
@@ -404,6 +411,9 @@ def build(args, train_split=None):
 
 
 def train(args):
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    distributed.check_batch_size(args.scenes_per_step)
+    chief = distributed.is_chief()
     train_split, val_split = Split(args.data_dir, "train"), Split(args.data_dir, "validation")
     if args.resume:  # the run's own config, box priors included
         latest_checkpoint(args.run_dir)
@@ -417,26 +427,29 @@ def train(args):
         start, opt_state = load_checkpoint(args.run_dir, step.embedding, step.scene, opt_state)
         params, nt_params = model_state(step.embedding, step.scene)
         print(f"resuming {args.run_dir} at step {start}")
-    else:
+    elif chief:
         os.makedirs(args.run_dir, exist_ok=True)
         write_json_atomic(os.path.join(args.run_dir, "options.json"), vars(args))
         save_config(os.path.join(args.run_dir, "model_config.json"), config)
         open(os.path.join(args.run_dir, "metrics.jsonl"), "w").close()
-    os.makedirs(os.path.join(args.run_dir, "debug"), exist_ok=True)
+        os.makedirs(os.path.join(args.run_dir, "debug"), exist_ok=True)
+    mesh = distributed.batch_mesh()
+    params, nt_params, opt_state = distributed.replicate((params, nt_params, opt_state), mesh)
 
     loader = EpisodeLoader(train_split, args.num_objects, args.num_views, args.seed, training=True,
                            position=start * args.scenes_per_step, num_absent=args.absent_queries_per_scene)
     val_loader = EpisodeLoader(val_split, args.num_objects, args.num_views, args.seed, training=False)
-    batches = prefetch(loader.batches(args.scenes_per_step))
-    log = open(os.path.join(args.run_dir, "metrics.jsonl"), "a")
+    batches = prefetch(loader.batches(args.scenes_per_step, distributed.host_share(args.scenes_per_step)))
+    log = open(os.path.join(args.run_dir, "metrics.jsonl"), "a") if chief else None
     window, wait, t0 = [], 0.0, time.perf_counter()
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, unit="step", dynamic_ncols=True)
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, unit="step", dynamic_ncols=True,
+               disable=not chief)
     for i in bar:
         t = time.perf_counter()
         batch = next(batches)
         wait += time.perf_counter() - t
-        params, nt_params, opt_state, metrics = train_step(params, nt_params, opt_state,
-                                                           {k: batch[k] for k in TRAIN_KEYS}, step)
+        batch = distributed.shard_batch({k: batch[k] for k in TRAIN_KEYS}, mesh)
+        params, nt_params, opt_state, metrics = train_step(params, nt_params, opt_state, batch, step)
         metrics = {k: float(v) for k, v in metrics.items()}
         if not np.isfinite(metrics["loss"]):
             raise Diverged(f"loss is {metrics['loss']} at step {i + 1} ({metrics}): training stopped; the last "
@@ -445,7 +458,7 @@ def train(args):
         window.append(metrics)
         done = i + 1
         bar.set_postfix(contrastive=f"{metrics['contrastive_loss']:.3f}", scene=f"{metrics['scene_loss']:.4f}")
-        if done % args.log_every == 0 or done == args.steps:
+        if chief and (done % args.log_every == 0 or done == args.steps):
             elapsed = time.perf_counter() - t0
             row = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
             log.write(json.dumps({"split": "train", "step": done, **row, "input_wait_fraction": wait / elapsed,
@@ -453,22 +466,24 @@ def train(args):
             log.flush()
             window, wait, t0 = [], 0.0, time.perf_counter()
         paused = time.perf_counter()  # validation and checkpoints are left out of steps/s
-        if done % args.eval_every == 0 or done == args.steps:
-            figures, (val_batch, probs) = validate(params, nt_params, step, val_loader, args.eval_episodes,
-                                                   args.scenes_per_step)
+        if chief and (done % args.eval_every == 0 or done == args.steps):  # on host copies, one device
+            figures, (val_batch, probs) = validate(*jax.device_get((params, nt_params)), step, val_loader,
+                                                   args.eval_episodes, args.scenes_per_step)
             log.write(json.dumps({"split": "validation", "step": done, **figures}) + "\n")
             log.flush()
             save_png(os.path.join(args.run_dir, "debug", f"step_{done:07d}.png"), debug_picture(val_batch, probs))
             bar.write(f"step {done}: validation AP {figures['average_precision']:.3f} (positive rate "
                       f"{figures['positive_rate']:.3f}), ROC AUC {figures['roc_auc']:.3f}, F1@0.5 {figures['f1@0.5']:.3f}"
                       + (f", box AP50 {figures['box_ap50']:.3f}" if "box_ap50" in figures else ""))
-        if done % args.checkpoint_every == 0 or done == args.steps:
-            save_checkpoint(args.run_dir, done, step.embedding, step.scene, params, nt_params, opt_state)
+        if chief and (done % args.checkpoint_every == 0 or done == args.steps):
+            save_checkpoint(args.run_dir, done, step.embedding, step.scene,
+                            *jax.device_get((params, nt_params, opt_state)))
         t0 += time.perf_counter() - paused
-    log.close()
-    save_weights(args.run_dir, step.embedding, step.scene, params, nt_params)
-    plot_curves(args.run_dir)
-    print(f"wrote {args.run_dir}: weights, metrics.jsonl, loss.png, validation.png, debug/")
+    if chief:
+        log.close()
+        save_weights(args.run_dir, step.embedding, step.scene, *jax.device_get((params, nt_params)))
+        plot_curves(args.run_dir)
+        print(f"wrote {args.run_dir}: weights, metrics.jsonl, loss.png, validation.png, debug/")
     return params, nt_params
 
 

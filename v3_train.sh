@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 : "${RUN_DIR:=runs/$(date +%Y%m%d_%H%M%S)}"
 : "${MODEL_CONFIG:=cpu}"              # cpu, seed (the original's sizes, needs PROFILE=full data) or a JSON file
 : "${STEPS:=3000}"
-: "${SCENES_PER_STEP:=1}"
+: "${SCENES_PER_STEP:=1}"              # B, split over all devices (a multiple of their number)
 : "${NUM_OBJECTS:=16}"                # C
 : "${NUM_VIEWS:=4}"                   # N
 : "${OPTIMIZER:=adam}"
@@ -27,6 +27,10 @@ cd "$(dirname "$0")"
 : "${CHECKPOINT_EVERY:=500}"
 : "${EVAL_EVERY:=500}"
 : "${PYTHON:=.venv/bin/python}"
+# Several hosts (README, Scaling out): all three set, RUN_DIR on a filesystem they share.
+: "${COORDINATOR_ADDRESS:=}"          # HOST:PORT of process 0
+: "${NUM_PROCESSES:=}"
+: "${PROCESS_ID:=}"
 
 set -x
 "$PYTHON" train.py --data-dir "$DATA_DIR" --run-dir "$RUN_DIR" --model-config "$MODEL_CONFIG" \
@@ -34,4 +38,6 @@ set -x
   --optimizer "$OPTIMIZER" --learning-rate "$LEARNING_RATE" --schedule "$SCHEDULE" --warmup-steps "$WARMUP_STEPS" \
   --contrastive-loss-weight "$CONTRASTIVE_LOSS_WEIGHT" --classifier-loss-weight "$CLASSIFIER_LOSS_WEIGHT" \
   --temperature "$TEMPERATURE" --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" \
-  --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --seed "$SEED" --checkpoint-every "$CHECKPOINT_EVERY" --eval-every "$EVAL_EVERY"
+  --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --seed "$SEED" --checkpoint-every "$CHECKPOINT_EVERY" --eval-every "$EVAL_EVERY" \
+  ${COORDINATOR_ADDRESS:+--coordinator-address "$COORDINATOR_ADDRESS"} \
+  ${NUM_PROCESSES:+--num-processes "$NUM_PROCESSES"} ${PROCESS_ID:+--process-id "$PROCESS_ID"}

@@ -45,6 +45,13 @@ def test_same_bytes_whatever_the_number_of_workers(tiny_data, tmp_path):
     assert dataset_bytes(two_workers) == dataset_bytes(tiny_data)
 
 
+def test_shards_render_the_same_dataset_into_one_dir(tiny_data, tmp_path):
+    generate(tmp_path / "d", shard_index=1, shard_count=2)
+    assert not os.path.exists(tmp_path / "d" / "train" / "manifest.json")  # shard 0's chunks are missing
+    generate(tmp_path / "d", shard_index=0, shard_count=2)
+    assert dataset_bytes(tmp_path / "d") == dataset_bytes(tiny_data)
+
+
 def test_other_seed_other_data(tiny_data, tmp_path):
     other = dataset_bytes(generate(tmp_path / "s1", seed=1))
     same = dataset_bytes(tiny_data)
