@@ -16,6 +16,7 @@ page cache as in training, after one warm-up pass.
 """
 
 import argparse
+import collections
 import os
 import platform
 import tempfile
@@ -152,8 +153,9 @@ def bench_train(args):
             batch = next_batch()
             wait += time.perf_counter() - t
             params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, step)
-            float(metrics["loss"])  # the train loop reads the loss every step, so do the same
+            loss = float(metrics["loss"])  # the train loop reads the loss every step, so do the same
         elapsed = time.perf_counter() - start
+        top_ops = profile_step(lambda: train.train_step(params, nt_params, opt_state, batch, step)) if args.profile else None
     s_per_step = elapsed / args.steps
     peak = cpu_peak_gflops(args.flops_per_cycle) if jax.default_backend() == "cpu" else float("nan")
     matmul = matmul_gflops()
@@ -168,10 +170,84 @@ def bench_train(args):
               "fraction_of_matmul": round(flops / 1e9 / s_per_step / matmul, 3),
               "input_wait_fraction": round(wait / elapsed, 4),
               "peak_rss_MB": round(peak_rss_mb()), "devices": jax.device_count(), "backend": jax.default_backend(),
-              "xla_flags": os.environ.get("XLA_FLAGS", ""),
+              "xla_flags": os.environ.get("XLA_FLAGS", ""), "final_loss": loss,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     print("| " + " | ".join(result) + " |\n|" + "---|" * len(result))
     print("| " + " | ".join(str(v) for v in result.values()) + " |")
+    if top_ops:
+        kinds = collections.defaultdict(lambda: [0.0, 0])
+        for row in top_ops:  # convolution.12 -> convolution
+            kind = kinds[row["op"].rsplit(".", 1)[0] if row["op"].rsplit(".", 1)[-1].isdigit() else row["op"]]
+            kind[0] += row["ms_per_step"]
+            kind[1] += 1
+        result["op_kinds"] = {k: {"ms_per_step": round(ms, 1), "ops": n} for k, (ms, n) in kinds.items()}
+        result["top_ops"] = top_ops[:30]
+        busy = sum(row["ms_per_step"] for row in top_ops)
+        print(f"\nwhere a step's time goes (3 profiled steps; XLA:CPU ops busy {busy:.0f} ms of the "
+              f"{1e3 * s_per_step:.0f} ms step), by kind of HLO op:\n| kind | ops | ms/step | share |\n|---|---|---|---|")
+        for kind, (ms, n) in sorted(kinds.items(), key=lambda item: -item[1][0])[:10]:
+            print(f"| {kind} | {n} | {ms:.1f} | {ms / busy:.1%} |")
+        print("the longest single ops:\n| op | ms/step | share |\n|---|---|---|")
+        for row in top_ops[:8]:
+            print(f"| {row['op']} | {row['ms_per_step']} | {row['share']:.1%} |")
+    return result
+
+
+def profile_step(call, steps=3):
+    """Runs call() `steps` times under jax.profiler and sums the time of each XLA op (thunk) ->
+    [{op, ms_per_step, share}], longest first. The ops of a compiled step are its HLO
+    instructions: convolution.N, fusion.N, ..."""
+    import glob
+    import gzip
+    import json
+
+    import jax
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            for _ in range(steps):
+                jax.block_until_ready(call())
+        path, = glob.glob(os.path.join(tmp, "**", "perfetto_trace.json.gz"), recursive=True)
+        with gzip.open(path) as f:
+            trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    runtime = ("$", "Pjit", "PjRt", "Common", "ThunkExecutor", "Threadpool", "Handle", "Wait", "Allocate",
+               "ParseArguments", "PythonRefManager", "end: ")
+    total = collections.Counter()
+    for event in events:
+        if event.get("ph") == "X" and not event["name"].startswith(runtime) and "::" not in event["name"]:
+            total[event["name"]] += event.get("dur", 0) / 1e3 / steps  # ms per step
+    everything = sum(total.values())
+    return [{"op": op, "ms_per_step": round(ms, 2), "share": round(ms / everything, 4)}
+            for op, ms in total.most_common()]
+
+
+def bench_generate(args):
+    """Scenes/s and reference views/s of generate_data.py (worker processes included), 1 worker and all."""
+    import generate_data
+
+    common = ["--profile", args.profile, "--train-ids", "0-49", "--validation-ids", "50-65", "--test-ids", "66-81"]
+    views = ["--num-train-scenes", "0", "--num-validation-scenes", "0", "--num-test-scenes", "0",
+             "--objects-per-chunk", "10"]
+    scenes = ["--num-train-scenes", str(args.scenes), "--num-validation-scenes", "0", "--num-test-scenes", "0",
+              "--views-per-object", "1", "--scenes-per-chunk", "4"]
+    rows = []
+    for workers in sorted({1, os.cpu_count()}):
+        row = {"workers": workers}
+        for kind, extra in (("views", views), ("scenes", scenes)):
+            with tempfile.TemporaryDirectory() as tmp:
+                config = generate_data.generation_config(generate_data.parse_args(["--out-dir", tmp, *common, *extra]))
+                count = (82 * config["views_per_object"]) if kind == "views" else args.scenes
+                start = time.perf_counter()
+                generate_data.main(["--out-dir", tmp, "--workers", str(workers), *common, *extra])
+                row[f"{kind}_per_s"] = round(count / (time.perf_counter() - start), 2)
+        rows.append(row)
+    result = {"benchmark": "generate", "profile": args.profile, "scenes": args.scenes, "views": 82 * 24,
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "rows": rows}
+    print(f"generate_data.py, {args.profile} profile sizes ({args.scenes} scenes; 82 objects x their views), "
+          "worker start-up included\n| workers | scenes/s | reference views/s |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row['workers']} | {row['scenes_per_s']} | {row['views_per_s']} |")
     return result
 
 
@@ -222,6 +298,7 @@ def main(argv=None):
     train.add_argument("--model-config", choices=("cpu", "seed"), default="cpu")
     train.add_argument("--steps", type=int, default=50, help="steps timed, after one warm-up step")
     train.add_argument("--scenes-per-step", type=int, default=1, help="B, sharded over all devices")
+    train.add_argument("--profile", action="store_true", help="also profile 3 steps: the top XLA ops")
     train.add_argument("--flops-per-cycle", type=float, default=32,
                        help="FP32 FLOP per cycle per core for the CPU peak; 32 = 2 FMA pipes x 8 lanes x 2 "
                             "(AMD Zen 2-4; 64 for Intel cores with two 512-bit FMA units)")
@@ -230,8 +307,13 @@ def main(argv=None):
     inference.add_argument("--run-dir", default="pretrained", help="a trained run (its config and weights)")
     inference.add_argument("--num-objects", type=int, default=16, help="C objects queried in the scene")
     inference.add_argument("--repeats", type=int, default=10, help="timed calls, after one that compiles")
+    generate = sub.add_parser("generate", help="scenes/s and reference views/s of data generation, 1 worker and all",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    generate.add_argument("--profile", choices=("small", "full"), default="small", help="scene and view sizes")
+    generate.add_argument("--scenes", type=int, default=16, help="scenes rendered per row, 4 per chunk")
     args = parser.parse_args(argv)
-    result = {"loader": bench_loader, "train": bench_train, "inference": bench_inference}[args.benchmark](args)
+    result = {"loader": bench_loader, "train": bench_train, "inference": bench_inference,
+              "generate": bench_generate}[args.benchmark](args)
     os.makedirs(args.out, exist_ok=True)
     name = args.benchmark
     if args.benchmark == "train":

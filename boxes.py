@@ -97,7 +97,12 @@ def nms(boxes, scores, iou_threshold):
 def detections(outputs, priors, stride, threshold, iou_threshold, max_candidates=200, max_detections=100):
     """Raw outputs of one query -> (n, 4) boxes and (n,) scores: the best max_candidates over the
     threshold, then NMS (whose cost grows with the square of its input)."""
-    boxes, scores = decode(outputs, priors, stride)
+    return select(*decode(outputs, priors, stride), threshold, iou_threshold, max_candidates, max_detections)
+
+
+def select(boxes, scores, threshold, iou_threshold, max_candidates=200, max_detections=100):
+    """(n, 4) candidate boxes and (n,) scores of one query -> the detections: the best
+    max_candidates over the threshold, then NMS."""
     over = np.nonzero(scores >= threshold)[0]
     over = over[np.argsort(-scores[over], kind="stable")[:max_candidates]]
     keep = over[nms(boxes[over], scores[over], iou_threshold)][:max_detections]

@@ -211,15 +211,18 @@ class EpisodeLoader:
     Episode i is a pure function of (seed, i): scenes are visited in a fresh permutation per
     epoch and the rest is drawn from a Generator seeded with (seed, i). So the loader's whole
     state is `position`, the index of the next episode, which is saved and restored to resume.
+    Views sit on random background colours in training and on grey otherwise, unless
+    `background` ("random" or "grey") says.
     """
 
-    def __init__(self, split, num_objects, num_views, seed, training, position=0, num_absent=0):
+    def __init__(self, split, num_objects, num_views, seed, training, position=0, num_absent=0, positives=True,
+                 background=None):
         if num_objects > split.objects_per_scene:
             raise DataError(f"{split.name} scenes hold {split.objects_per_scene} objects each, fewer than "
                             f"the {num_objects} objects per episode asked for: lower C (--num-objects)")
-        if 2 * num_views > split.views_per_object:
+        if (2 if positives else 1) * num_views > split.views_per_object:
             raise DataError(f"{split.name} has {split.views_per_object} views per object, fewer than the "
-                            f"{2 * num_views} distinct anchor + positive views asked for: lower N "
+                            f"{(2 if positives else 1) * num_views} distinct views asked for: lower N "
                             "(--num-views) or generate more --views-per-object")
         if num_absent > len(split.object_ids) - split.objects_per_scene:
             raise DataError(f"{split.name} has {len(split.object_ids)} objects, too few for {num_absent} absent "
@@ -230,8 +233,9 @@ class EpisodeLoader:
         self.num_absent = num_absent
         self.num_views = num_views
         self.seed = seed
-        self.training = training
         self.position = position
+        self.positives = positives  # False: anchors only (inference needs no positives), so N <= V
+        self.background = background or ("random" if training else "grey")
         self._epoch_order = (None, None)
 
     def scene_index(self, i):
@@ -252,27 +256,32 @@ class EpisodeLoader:
         if k:
             absent = rng.choice(np.setdiff1d(self.split.object_ids, scene["obj_ids"]), size=k, replace=False)
             obj_ids = np.concatenate([obj_ids, absent.astype(obj_ids.dtype)])  # (C + K,)
-        views = np.stack([self.split.views(obj_id)[rng.choice(self.split.views_per_object, 2 * n, replace=False)]
-                          for obj_id in obj_ids])  # (C + K, 2N, h, w, 4) uint8
-        if self.training:
-            backgrounds = rng.integers(0, 256, size=(c + k, 2 * n, 3), dtype=np.uint8)
+        # without positives, the anchors are the first N of the same draw (up to all V views), so
+        # that they are those a loader with positives shows
+        v = 2 * n if self.positives else n
+        drawn = min(2 * n, self.split.views_per_object)
+        views = np.stack([self.split.views(obj_id)[rng.choice(self.split.views_per_object, drawn, replace=False)[:v]]
+                          for obj_id in obj_ids])  # (C + K, 2N or N, h, w, 4) uint8
+        if self.background == "random":
+            backgrounds = rng.integers(0, 256, size=(c + k, v, 3), dtype=np.uint8)
         else:
-            backgrounds = np.full((c + k, 2 * n, 3), GREY, dtype=np.uint8)
+            backgrounds = np.full((c + k, v, 3), GREY, dtype=np.uint8)
 
         def absent_too(array, fill):  # (C, ...) -> (C + K, ...), the absent objects' rows filled
             return np.concatenate([array, np.full((k, *array.shape[1:]), fill, dtype=array.dtype)])
 
-        return {
+        episode = {
             "scene": np.asarray(scene["rgb"]),  # (H, W, 3) uint8
             "anchors": views[:, :n],  # (C + K, N, h, w, 4) uint8
-            "positives": views[:, n:],  # (C + K, N, h, w, 4) uint8
             "anchor_backgrounds": backgrounds[:, :n],  # (C + K, N, 3) uint8
-            "positive_backgrounds": backgrounds[:, n:],  # (C + K, N, 3) uint8
             "masks": absent_too(scene["box_masks"][slots], 0),  # (C + K, G, G) uint8 {0,1}
             "visible_masks": absent_too(scene["visible_masks"][slots], 0),  # (C + K, G, G) uint8 {0,1}
             "boxes": absent_too(scene["boxes"][slots], -1),  # (C + K, I, 4) int16, -1 where not visible
             "obj_ids": obj_ids,  # (C + K,) int16
         }
+        if self.positives:
+            episode.update(positives=views[:, n:], positive_backgrounds=backgrounds[:, n:])  # as the anchors
+        return episode
 
     def batches(self, batch_size, share=None):
         """Endless stacked batches of B consecutive episodes; advances `position` by B a batch.

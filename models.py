@@ -92,8 +92,21 @@ class Broadcast(layers.Layer):
         return {**super().get_config(), "size": self.size}
 
 
+@keras.saving.register_keras_serializable("yolz")
+class PointwiseConv2D(layers.Conv2D):
+    """A 1x1, stride-1 Conv2D computed as a matmul over the channels: the same weights (kernel
+    (1, 1, in, out)) and results to float rounding, but XLA:CPU makes its weight gradient a plain
+    dot instead of a slow convolution over the whole image (the seed config's train step: 4.11 ->
+    2.24 s/step, README, Benchmarks)."""
+
+    def call(self, inputs):
+        x = ops.einsum("...c,co->...o", inputs, self.kernel[0, 0])
+        return self.activation(x + self.bias if self.use_bias else x)
+
+
 def conv_bn_relu(x, filters, kernel_size, strides, name):
-    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv_m")(x)
+    conv = PointwiseConv2D if kernel_size == 1 and strides == 1 else layers.Conv2D
+    x = conv(filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv_m")(x)
     x = layers.BatchNormalization(name=f"{name}_bn_m")(x)
     return layers.Activation("relu", name=f"{name}_relu_m")(x)
 

@@ -28,14 +28,17 @@ from boxes import detections, visible  # noqa: E402
 from data import GREY, DataError, EpisodeLoader, Split, composite, write_json_atomic  # noqa: E402
 from metrics import (average_precision, box_metrics, match_detections, pixel_metrics,  # noqa: E402
                      precision_recall_curve, recall_at_1)
-from util import draw_boxes, heatmap, hstack, save_png, upsample  # noqa: E402
+from util import draw_boxes, heatmap, hstack, save_figure, save_png, upsample  # noqa: E402
 
 
 OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 0.05))
 
 
 def retrieval(split, params, nt_params, step, num_views):
-    """recall@1 of each object's mean embedding of views [0, N) among all objects' views [N, 2N)."""
+    """recall@1 of each object's mean embedding of views [0, N) among all objects' views [N, 2N);
+    None when the split has fewer than 2N views per object."""
+    if 2 * num_views > split.views_per_object:
+        return None
     views = np.stack([split.views(i)[:2 * num_views] for i in split.object_ids])  # (K, 2N, h, w, 4) uint8
     grey = np.full((*views.shape[:1], num_views, 3), GREY, dtype=np.uint8)  # (K, N, 3)
     queries = train.embed_step(params, nt_params, views[:, :num_views], grey, step)
@@ -51,7 +54,7 @@ def predict(split, params, nt_params, step, args):
     Episode i of an inference-mode loader with C = all objects of a scene shows each scene once.
     """
     loader = EpisodeLoader(split, split.objects_per_scene, args.num_views, seed=0, training=False,
-                           num_absent=args.absent_queries)
+                           num_absent=args.absent_queries, positives=False, background=args.background)
     num, size = split.num_scenes, args.batch_size
     config = step.config
 
@@ -85,14 +88,19 @@ def predict(split, params, nt_params, step, args):
             "loader": loader}, speed
 
 
-def box_figures(pred, threshold):
-    """Box AP over every query (absent ones add only false positives), AP of present queries alone,
-    and false positives per absent query at the operating threshold."""
-    c = pred["num_present"]
+def box_queries(pred):
+    """-> (present, absent): (boxes, scores, visible true boxes) of each query's detections."""
     present, absent = [], []
     for s, row in enumerate(pred["detections"]):
         for q, (boxes, scores) in enumerate(row):
-            (present if q < c else absent).append((boxes, scores, visible(pred["boxes"][s, q])))
+            (present if q < pred["num_present"] else absent).append((boxes, scores, visible(pred["boxes"][s, q])))
+    return present, absent
+
+
+def box_figures(pred, threshold):
+    """Box AP over every query (absent ones add only false positives), AP of present queries alone,
+    and false positives per absent query at the operating threshold."""
+    present, absent = box_queries(pred)
     out = {f"box_{k}": v for k, v in box_metrics(present + absent).items()}
     out.update({f"box_{k}_present_only": v for k, v in box_metrics(present).items() if k.startswith("ap")})
     out.update({"absent_queries": len(absent), "box_threshold": threshold,
@@ -176,28 +184,27 @@ def pair_pictures(episode, prob, c, found, threshold):
     return pictures
 
 
-def plot_pr_curve(path, probs, masks, ap, positive_rate):
+def plot_pr_curves(path, curves, positive_rate):
+    """curves: {name: ((S, Q, G, G) scores, labels, AP)} of the objects present -> one PR plot."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    precision, recall = precision_recall_curve(probs, masks)
     fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(recall, precision, label=f"yolz (AP {ap:.3f})")
+    for name, (probs, masks, ap) in curves.items():
+        precision, recall = precision_recall_curve(probs, masks)
+        ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
     ax.axhline(positive_rate, color="grey", linestyle="--", label=f"constant guess (AP {positive_rate:.3f})")
     ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
     ax.set_title("per-cell precision-recall, unseen objects"), ax.legend()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(path, fig)
 
 
 def write_index(path, run_dir, metrics, rows, absent_rows):
     """rows: (name, scene index, object id, AP), worst first; absent_rows: (name, scene, object, top score)."""
     keys = ("average_precision", "positive_rate", "roc_auc", "f1@0.5", "retrieval_recall@1", "box_ap50",
             "box_ap50_95", "absent_false_positives_per_query")
-    headline = ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)
+    headline = ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if metrics.get(k) is not None)
     has_boxes = "box_ap50" in metrics
 
     def row(name, text):
@@ -239,10 +246,9 @@ def test(args):
     split = Split(args.data_dir, args.split)
     train.check_scene_size(split, config)
     num_views = args.num_views or options["num_views"]
-    if num_views > split.views_per_object // 2:
-        raise DataError(f"--num-views {num_views}: {args.data_dir}/{args.split} has {split.views_per_object} views "
-                        f"per object, enough for at most {split.views_per_object // 2} (the retrieval figure "
-                        "needs two disjoint sets)")
+    if num_views > split.views_per_object:
+        raise DataError(f"--num-views {num_views}: {args.data_dir}/{args.split} has only {split.views_per_object} "
+                        "views per object")
 
     args.num_views = num_views
     pred, speed = predict(split, params, nt_params, step, args)
@@ -250,7 +256,7 @@ def test(args):
     if config.priors:
         metrics.update(box_figures(pred, args.threshold))
     metrics.update({**speed, "run_dir": args.run_dir, "data_dir": args.data_dir, "split": args.split,
-                    "num_views": num_views, "device": jax.devices()[0].device_kind})
+                    "num_views": num_views, "background": args.background, "device": jax.devices()[0].device_kind})
 
     out_dir = args.out_dir or os.path.join(args.run_dir, args.split)
     tmp = f"{out_dir.rstrip('/')}.tmp-{os.getpid()}"
@@ -271,8 +277,10 @@ def test(args):
     worst = np.argsort(-top, axis=None)[:args.num_pictures // 4]
     absent_rows = [(*draw(s, pred["num_present"] + k), float(top[s, k]))
                    for s, k in zip(*np.unravel_index(worst, top.shape))]
-    plot_pr_curve(os.path.join(tmp, "pr_curve.png"), pred["probs"], pred["masks"], metrics["average_precision"],
-                  metrics["positive_rate"])
+    c = pred["num_present"]
+    plot_pr_curves(os.path.join(tmp, "pr_curve.png"),
+                   {"yolz": (pred["probs"][:, :c], pred["masks"][:, :c], metrics["average_precision"])},
+                   metrics["positive_rate"])
     write_index(os.path.join(tmp, "index.html"), args.run_dir, metrics, rows, absent_rows)
     write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -280,7 +288,8 @@ def test(args):
     print(f"{args.split} split, {metrics['num_objects']} objects never seen in training, {metrics['num_scenes']} scenes: "
           f"per-cell AP {metrics['average_precision']:.3f} (a constant guess: {metrics['positive_rate']:.3f}), "
           f"ROC AUC {metrics['roc_auc']:.3f}, F1@0.25 {metrics['f1@0.25']:.3f}, F1@0.5 {metrics['f1@0.5']:.3f}, "
-          f"retrieval recall@1 {metrics['retrieval_recall@1']:.3f}; {speed['scenes_per_s']:.1f} scenes/s")
+          f"retrieval recall@1 {metrics['retrieval_recall@1'] or float('nan'):.3f}; {speed['scenes_per_s']:.1f} "
+          "scenes/s")
     if "box_ap50" in metrics:
         print(f"boxes: AP50 {metrics['box_ap50']:.3f}, AP[.50:.95] {metrics['box_ap50_95']:.3f} (absent queries "
               f"included), false positives per absent query {metrics['absent_false_positives_per_query']:.2f} at "
@@ -296,6 +305,8 @@ def parse_args(argv=None):
     parser.add_argument("--split", choices=("test", "validation"), default="test")
     parser.add_argument("--out-dir", help="default: RUN_DIR/SPLIT")
     parser.add_argument("--num-views", type=int, default=0, help="N reference views per object; 0: the run's own N")
+    parser.add_argument("--background", choices=("grey", "random"), default="grey",
+                        help="colour the reference views are composited on (training used random ones)")
     parser.add_argument("--batch-size", type=int, default=8, help="scenes per eval step")
     parser.add_argument("--num-pictures", type=int, default=48,
                         help="(scene, object) pairs drawn, worst to best, and a quarter as many absent queries")

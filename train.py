@@ -4,6 +4,7 @@
 
 The run dir describes itself: options.json (every flag) and model_config.json, read back by
 --resume and by anything that loads the weights (embedding.weights.h5, scene.weights.h5).
+Several devices or hosts: --scenes-per-step is split over all of them (distributed.py).
 """
 
 import argparse
@@ -30,7 +31,7 @@ from boxes import cell_targets, detections, kmeans_priors, visible  # noqa: E402
 from data import DataError, EpisodeLoader, Split, composite, prefetch, read_json, write_json_atomic  # noqa: E402
 from metrics import box_metrics, pixel_metrics  # noqa: E402
 from models import CPU_CONFIG, SEED_CONFIG, ModelConfig, embedding_model, load_config, save_config, scene_model  # noqa: E402
-from util import hstack, save_png, tile, tint, vstack  # noqa: E402
+from util import hstack, save_figure, save_png, tile, tint, vstack  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", os.environ.get("YOLZ_JAX_CACHE", os.path.expanduser("~/.cache/yolz/jax")))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -321,14 +322,13 @@ def plot_curves(run_dir):
         if key in train[0]:
             ax.plot([r["step"] for r in train], [r[key] for r in train], label=key)
     ax.set_xlabel("step"), ax.set_yscale("log"), ax.legend(), ax.set_title("training losses")
-    fig.savefig(os.path.join(run_dir, "loss.png"), dpi=100, bbox_inches="tight")
+    save_figure(os.path.join(run_dir, "loss.png"), fig)
     fig, ax = plt.subplots(figsize=(7, 4))
     for key in ("average_precision", "roc_auc", "f1@0.5", "positive_rate", "box_ap50"):
         if key in val[0]:
             ax.plot([r["step"] for r in val], [r[key] for r in val], marker="o", label=key)
     ax.set_xlabel("step"), ax.set_ylim(0, 1), ax.legend(), ax.set_title("validation (unseen objects)")
-    fig.savefig(os.path.join(run_dir, "validation.png"), dpi=100, bbox_inches="tight")
-    plt.close("all")
+    save_figure(os.path.join(run_dir, "validation.png"), fig)
 
 
 def parse_args(argv=None):

@@ -80,6 +80,16 @@ def vstack(images, pad=4, fill=255):
     return np.concatenate(padded, axis=0)
 
 
+def save_figure(path, fig):
+    """Writes a matplotlib figure as a PNG atomically and closes it."""
+    import matplotlib.pyplot as plt
+
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def save_png(path, image):
     """Writes a PNG atomically (temp file, then rename)."""
     tmp = f"{path}.tmp-{os.getpid()}.png"

@@ -87,6 +87,16 @@ def test_too_many_objects_or_views_is_refused(train):
         EpisodeLoader(train, num_objects=1, num_views=4, seed=0, training=True)
 
 
+
+def test_inference_episodes_need_only_anchors_and_may_use_random_backgrounds(train):
+    loader = EpisodeLoader(train, num_objects=2, num_views=6, seed=0, training=False, positives=False)
+    episode = loader.episode(0)
+    assert episode["anchors"].shape[:2] == (2, 6) and "positives" not in episode
+    assert (episode["anchor_backgrounds"] == GREY).all()
+    coloured = EpisodeLoader(train, 2, 3, seed=0, training=False, background="random").episode(0)
+    assert len(np.unique(coloured["anchor_backgrounds"].reshape(-1, 3), axis=0)) > 1
+
+
 def test_composite_by_hand():
     rgba = np.array([[[[200, 100, 0, 255], [200, 100, 0, 0]], [[0, 0, 0, 51], [255, 255, 255, 255]]]],
                     dtype=np.uint8)  # (1, 2, 2, 4)

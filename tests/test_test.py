@@ -67,5 +67,14 @@ def test_missing_or_incompatible_run_dir_is_a_clear_error(tiny_data, trained, tm
     (other / "model_config.json").write_text(json.dumps({**config, "scene_size": 320}))
     with pytest.raises(SystemExit, match="has 128x128 scenes but the model config expects 320"):
         yolz_test.main(["--run-dir", str(other), "--data-dir", tiny_data])
-    with pytest.raises(SystemExit, match="--num-views 4: .* enough for at most 3"):
-        yolz_test.main(["--run-dir", str(trained), "--data-dir", tiny_data, "--num-views", "4"])
+    with pytest.raises(SystemExit, match="--num-views 7: .* has only 6 views per object"):
+        yolz_test.main(["--run-dir", str(trained), "--data-dir", tiny_data, "--num-views", "7"])
+
+
+def test_more_views_than_half_the_split_and_random_backgrounds(tiny_data, trained, tmp_path):
+    """The ablations' settings: N up to all V views (no retrieval figure then), views on random colours."""
+    metrics = yolz_test.main(["--run-dir", str(trained), "--data-dir", tiny_data, "--num-views", "6",
+                              "--background", "random", "--num-pictures", "1", "--absent-queries", "1",
+                              "--out-dir", str(tmp_path / "t")])
+    assert metrics["num_views"] == 6 and metrics["background"] == "random"
+    assert metrics["retrieval_recall@1"] is None and 0 <= metrics["average_precision"] <= 1

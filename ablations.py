@@ -1,0 +1,94 @@
+"""Ablations of a trained run at test time (no retraining): the number of reference views N, and
+the colour the views sit on.
+
+    python ablations.py --run-dir pretrained --data-dir data/small    # ~2 min on 2 cores
+
+Every setting answers the queries test.py asks (each test scene with each of its objects and K
+absent ones) and is scored by test.py's functions: per-cell AP of the objects present and box
+AP50 of every query. Writes OUT_DIR/ablations.json and ablations.png, prints the table.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+
+import test  # noqa: E402
+import train  # noqa: E402
+from data import DataError, Split, write_json_atomic  # noqa: E402
+from util import save_figure  # noqa: E402
+
+
+def plot(path, rows, trained_views):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for background, marker in (("grey", "o"), ("random", "s")):
+        points = sorted((r["num_views"], r) for r in rows if r["background"] == background)
+        n = [p[0] for p in points]
+        for key, colour in (("average_precision", "C0"), ("box_ap50", "C1")):
+            ax.plot(n, [p[1][key] for p in points], marker=marker, color=colour,
+                    linestyle="-" if background == "grey" else ":", label=f"{key}, views on {background}")
+    ax.axvline(trained_views, color="grey", linewidth=0.8, label=f"N in training ({trained_views})")
+    ax.set_xscale("log", base=2), ax.set_xlabel("reference views per query (N)"), ax.set_ylim(0, 1)
+    ax.set_title("test split, objects never seen in training"), ax.legend(fontsize=8)
+    save_figure(path, fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--run-dir", default="pretrained", help="a finished run of train.py")
+    parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
+    parser.add_argument("--split", choices=("test", "validation"), default="test")
+    parser.add_argument("--out-dir", help="default: RUN_DIR/ablations, for ablations.json and ablations.png")
+    parser.add_argument("--views", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="values of N, on grey")
+    parser.add_argument("--random-views", type=int, nargs="*", default=[1, 4, 16],
+                        help="values of N also tried on random background colours")
+    parser.add_argument("--absent-queries", type=int, default=4, help="K objects NOT in the scene queried per scene")
+    parser.add_argument("--batch-size", type=int, default=8, help="scenes per eval step")
+    parser.add_argument("--min-score", type=float, default=0.01, help="lowest box score kept for AP")
+    parser.add_argument("--nms-iou", type=float, default=0.5, help="non-max suppression IoU")
+    args = parser.parse_args(argv)
+    args.out_dir = args.out_dir or os.path.join(args.run_dir, "ablations")
+    try:
+        options, config, step, params, nt_params = train.load_run(args.run_dir)
+        split = Split(args.data_dir, args.split)
+        train.check_scene_size(split, config)
+        too_many = max(args.views + args.random_views)
+        if too_many > split.views_per_object:
+            raise DataError(f"N={too_many}: {args.data_dir}/{args.split} has only {split.views_per_object} views "
+                            "per object; lower --views / --random-views")
+    except DataError as error:
+        sys.exit(f"error: {error}")
+
+    rows = []
+    for background, views in (("grey", args.views), ("random", args.random_views)):
+        for n in views:
+            run = argparse.Namespace(**vars(args), num_views=n, background=background)
+            pred, _ = test.predict(split, params, nt_params, step, run)
+            figures = test.figures(pred, None)
+            boxes = test.box_figures(pred, threshold=0.5) if config.priors else {}
+            rows.append({"num_views": n, "background": background, "average_precision": figures["average_precision"],
+                         "mean_per_object_average_precision": figures["mean_per_object_average_precision"],
+                         "box_ap50": boxes.get("box_ap50", float("nan"))})
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    plot(os.path.join(args.out_dir, "ablations.png"), rows, options["num_views"])
+    write_json_atomic(os.path.join(args.out_dir, "ablations.json"),
+                      {"run_dir": args.run_dir, "data_dir": args.data_dir, "split": args.split,
+                       "absent_queries": args.absent_queries, "rows": rows})
+    print(f"{args.split} split of {args.data_dir}, run {args.run_dir} (trained with N={options['num_views']} on random "
+          "colours)\n| N | views on | per-cell AP | mean per-object AP | box AP50 |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['num_views']} | {r['background']} | {r['average_precision']:.3f} | "
+              f"{r['mean_per_object_average_precision']:.3f} | {r['box_ap50']:.3f} |")
+    print(f"wrote {args.out_dir}/ablations.json, ablations.png")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
