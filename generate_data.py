@@ -3,13 +3,14 @@
     python generate_data.py --out-dir data/small --profile small   # ~4 min on 2 cores, 475 MB
 
 Each chunk has its own seed (derived from --seed, the split and the chunk index), so the
-output is meant to be byte-identical whatever --workers is (README, Data: a rare exception),
+output is meant to be byte-identical whatever --workers is (README, Data: ~1 scene in 150 is not),
 and a killed run that is started again skips the chunks already written and ends with the same
 dataset as an uninterrupted one. K machines sharing --out-dir each render a share of the chunks
 with --shard-index 0..K-1 --shard-count K; whichever finishes last writes the manifests.
 """
 
 import argparse
+import hashlib
 import importlib.metadata
 import multiprocessing
 import os
@@ -119,6 +120,16 @@ def render_chunk(job):
     return chunk
 
 
+def render_code_sha256():
+    """Of the modules a render worker runs: Bullet's results depend (rarely) on the worker's heap
+    layout, so on them too (README, Data)."""
+    digest = hashlib.sha256()
+    for module in ("render.py", "data.py", "generate_data.py"):
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), module), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
 def manifest_for(config, split, chunks, split_dir):
     ids = list(parse_id_range(config[f"{split}_ids"]))
     entries = [dict(name=c["name"], kind=c["kind"], checksum=stored_checksum(os.path.join(split_dir, c["name"])),
@@ -146,7 +157,7 @@ def manifest_for(config, split, chunks, split_dir):
         "generation": config,
         "seed": config["seed"],
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "pybullet": importlib.metadata.version("pybullet")},
+                     "pybullet": importlib.metadata.version("pybullet"), "render_code_sha256": render_code_sha256()},
         "chunks": entries,
     }
 
@@ -199,10 +210,9 @@ def main(argv=None):
           f"{len(todo)} with {args.workers} workers")
     jobs = [(config, chunk, path_of(chunk)) for chunk in todo]
     with tqdm(total=len(jobs), unit="chunk", desc="rendering") as bar:
-        # Every chunk in a fresh (spawned) process, whatever --workers: rendered after another chunk
-        # in the same process, a scene can come out different (reproducibly: train chunk 2 of the
-        # small profile after chunk 1), so pybullet keeps state across clients. This is not the whole
-        # story: about 1 scene in 500 still differs now and then between runs (README, Data).
+        # Every chunk in a fresh (spawned) process, whatever --workers: Bullet's results depend on
+        # the process's heap layout, so a chunk rendered after another one in the same process can
+        # come out different. Other paths or code change the layout too (README, Data).
         with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
             for _ in pool.imap_unordered(render_chunk, jobs):
                 bar.update()
