@@ -17,8 +17,7 @@ from data import DataError
 
 
 def initialize(coordinator_address=None, num_processes=None, process_id=None):
-    """Joins a multi-process run (a no-op for one process). With all three left None, JAX detects
-    the cluster where it can (SLURM, TPU pods); name them for anything else."""
+    """Joins a multi-process run; with all three left None, a one-process run (nothing to join)."""
     if coordinator_address is None and num_processes is None and process_id is None:
         return
     # CPU devices of several processes talk over gloo; GPUs and TPUs bring their own collectives
