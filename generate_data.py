@@ -10,13 +10,16 @@ with --shard-index 0..K-1 --shard-count K; whichever finishes last writes the ma
 """
 
 import argparse
+import concurrent.futures
 import hashlib
 import importlib.metadata
-import multiprocessing
+import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 from tqdm import tqdm
@@ -96,9 +99,8 @@ def chunk_rng(config, chunk):
                                   chunk["index"]])
 
 
-def render_chunk(job):
-    """Renders one chunk and writes it atomically (runs in a worker process)."""
-    config, chunk, path = job
+def render_chunk(config, chunk):
+    """Renders one chunk -> {name: array}."""
     renderer = Renderer()
     rng = chunk_rng(config, chunk)
     if chunk["kind"] == "views":
@@ -116,7 +118,48 @@ def render_chunk(job):
             scenes.append(dict(rgb=rgb, **vars(labels)))
         arrays = {key: np.stack([s[key] for s in scenes]) for key in scenes[0]}  # (S, ...)
     renderer.close()
-    write_chunk(path, arrays)
+    return arrays
+
+
+# Bullet's results depend on the heap layout of the process it runs in (README, Data), so each
+# chunk renders in a fresh process whose state before rendering is the same whatever the run: a
+# fixed command, working dir, environment and job; where the chunk goes is sent only once it is
+# rendered.
+WORKER_COMMAND = [sys.executable, "-I", "-c",
+                  "import sys; sys.path.insert(0, '.'); import generate_data; generate_data.worker_main()"]
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def worker_main():
+    """A render process: a JSON job (config, chunk) on stdin, "rendered" on stdout, then the
+    chunk's path on stdin, where the chunk is written atomically."""
+    config, chunk = json.loads(sys.stdin.readline())
+    arrays = render_chunk(config, chunk)
+    print("rendered", flush=True)
+    path = sys.stdin.readline().strip()
+    if path:  # no path: the parent is gone (a killed run), nothing is written
+        write_chunk(path, arrays)
+        print("written", flush=True)
+
+
+def run_worker(config, chunk, path):
+    """Renders and writes one chunk in a fresh worker process (called from a thread)."""
+    with tempfile.TemporaryFile("w+") as errors:  # a file, so that a chatty worker never blocks on it
+        process = subprocess.Popen(WORKER_COMMAND, cwd=REPO_DIR, env=WORKER_ENV, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=errors, text=True)
+        process.stdin.write(json.dumps([config, chunk]) + "\n")
+        process.stdin.flush()
+        for line in process.stdout:  # pybullet may print its own lines first
+            if line.strip() == "rendered":
+                process.stdin.write(path + "\n")
+                process.stdin.flush()
+                break
+        process.stdin.close()
+        out = process.stdout.read()
+        if process.wait() != 0 or "written" not in out:
+            errors.seek(0)
+            raise RuntimeError(f"rendering {path} failed (exit code {process.returncode}):\n{errors.read()[-3000:]}")
     return chunk
 
 
@@ -208,14 +251,12 @@ def main(argv=None):
     shard = f" (shard {args.shard_index} of {args.shard_count})" if args.shard_count > 1 else ""
     print(f"{len(own_chunks) - len(todo)} of {len(own_chunks)} chunks{shard} already in {args.out_dir}; rendering "
           f"{len(todo)} with {args.workers} workers")
-    jobs = [(config, chunk, path_of(chunk)) for chunk in todo]
-    with tqdm(total=len(jobs), unit="chunk", desc="rendering") as bar:
-        # Every chunk in a fresh (spawned) process, whatever --workers: Bullet's results depend on
-        # the process's heap layout, so a chunk rendered after another one in the same process can
-        # come out different. Other paths or code change the layout too (README, Data).
-        with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
-            for _ in pool.imap_unordered(render_chunk, jobs):
-                bar.update()
+    with tqdm(total=len(todo), unit="chunk", desc="rendering") as bar, \
+            concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        for future in concurrent.futures.as_completed([pool.submit(run_worker, config, chunk, path_of(chunk))
+                                                       for chunk in todo]):
+            future.result()
+            bar.update()
 
     # Each shard looks only after writing its own chunks, so of two finishing together at least one
     # sees all chunks present; both writing the same manifest atomically is harmless.
