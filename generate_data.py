@@ -3,9 +3,9 @@
     python generate_data.py --out-dir data/small --profile small   # ~4 min on 2 cores, 475 MB
 
 Each chunk has its own seed (derived from --seed, the split and the chunk index), so the
-output is meant to be byte-identical whatever --workers is (README, Data: 1-2% of scenes are not),
-and a killed run that is started again skips the chunks already written and ends with the same
-dataset as an uninterrupted one. K machines sharing --out-dir each render a share of the chunks
+output is byte-identical whatever --workers, --out-dir or the caller's environment (within one
+installation: README, Data), and a killed run that is started again skips the chunks already
+written and ends with the same dataset as an uninterrupted one. K machines sharing --out-dir each render a share of the chunks
 with --shard-index 0..K-1 --shard-count K; whichever finishes last writes the manifests.
 """
 
