@@ -16,8 +16,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 
 import test  # noqa: E402
-import train  # noqa: E402
-from data import DataError, Split, write_json_atomic  # noqa: E402
+from data import DataError, write_json_atomic  # noqa: E402
 from util import save_figure  # noqa: E402
 
 
@@ -55,9 +54,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out_dir = args.out_dir or os.path.join(args.run_dir, "ablations")
     try:
-        options, config, step, params, nt_params = train.load_run(args.run_dir)
-        split = Split(args.data_dir, args.split)
-        train.check_scene_size(split, config)
+        options, config, step, params, nt_params, split = test.load(args.run_dir, args.data_dir, args.split)
         too_many = max(args.views + args.random_views)
         if too_many > split.views_per_object:
             raise DataError(f"N={too_many}: {args.data_dir}/{args.split} has only {split.views_per_object} views "

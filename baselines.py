@@ -30,7 +30,7 @@ from tqdm import tqdm  # noqa: E402
 import test  # noqa: E402
 import train  # noqa: E402
 from boxes import select  # noqa: E402
-from data import GREY, DataError, EpisodeLoader, Split, composite, write_json_atomic  # noqa: E402
+from data import GREY, DataError, EpisodeLoader, composite, write_json_atomic  # noqa: E402
 
 
 def view_templates(views, sizes):
@@ -149,9 +149,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out_dir = args.out_dir or os.path.join(args.run_dir, "baselines")
     try:
-        options, config, step, params, nt_params = train.load_run(args.run_dir)
-        split = Split(args.data_dir, args.split)
-        train.check_scene_size(split, config)
+        options, config, step, params, nt_params, split = test.load(args.run_dir, args.data_dir, args.split)
     except DataError as error:
         sys.exit(f"error: {error}")
     args.num_views = args.num_views or options["num_views"]

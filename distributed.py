@@ -30,10 +30,10 @@ def batch_mesh():
     return Mesh(np.asarray(jax.devices()), ("batch",))
 
 
-def check_batch_size(batch_size, flag="--scenes-per-step"):
+def check_batch_size(batch_size):
     devices, processes = jax.device_count(), jax.process_count()
     if batch_size % devices:
-        raise DataError(f"{flag} {batch_size} does not divide over the {devices} devices of this run "
+        raise DataError(f"--scenes-per-step {batch_size} does not divide over the {devices} devices of this run "
                         f"({processes} process(es) x {jax.local_device_count()}): use a multiple of {devices}")
 
 

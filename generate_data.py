@@ -168,7 +168,7 @@ def render_code_sha256():
     layout, so on them too (README, Data)."""
     digest = hashlib.sha256()
     for module in ("render.py", "data.py", "generate_data.py"):
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), module), "rb") as f:
+        with open(os.path.join(REPO_DIR, module), "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()
 

@@ -241,10 +241,17 @@ y_pred as alpha, scene, scene with y_true as alpha.</p>
     os.replace(tmp, path)
 
 
-def test(args):
-    options, config, step, params, nt_params = train.load_run(args.run_dir)
-    split = Split(args.data_dir, args.split)
+def load(run_dir, data_dir, split_name):
+    """A finished run and the split it is evaluated on -> (options, config, step, params, nt_params,
+    split); a DataError if they do not fit together."""
+    options, config, step, params, nt_params = train.load_run(run_dir)
+    split = Split(data_dir, split_name)
     train.check_scene_size(split, config)
+    return options, config, step, params, nt_params, split
+
+
+def test(args):
+    options, config, step, params, nt_params, split = load(args.run_dir, args.data_dir, args.split)
     num_views = args.num_views or options["num_views"]
     if num_views > split.views_per_object:
         raise DataError(f"--num-views {num_views}: {args.data_dir}/{args.split} has only {split.views_per_object} "
