@@ -8,15 +8,16 @@ absent ones) and is scored by test.py's functions: per-cell AP of the objects pr
 AP50 of every query. Writes OUT_DIR/ablations.json and ablations.png, prints the table.
 """
 
-import argparse
 import os
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 
-import test  # noqa: E402
 from data import DataError, write_json_atomic  # noqa: E402
+from evaluate import (OPERATING_THRESHOLD, box_figures, cell_figures, evaluate, evaluation_parser, load,  # noqa: E402
+                      model_answer)
+from models import enable_compilation_cache  # noqa: E402
 from util import save_figure  # noqa: E402
 
 
@@ -39,22 +40,16 @@ def plot(path, rows, trained_views):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--run-dir", default="pretrained", help="a finished run of train.py")
-    parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
-    parser.add_argument("--split", choices=("test", "validation"), default="test")
-    parser.add_argument("--out-dir", help="default: RUN_DIR/ablations, for ablations.json and ablations.png")
+    parser = evaluation_parser(__doc__, "default: RUN_DIR/ablations, for ablations.json and ablations.png")
     parser.add_argument("--views", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="values of N, on grey")
     parser.add_argument("--random-views", type=int, nargs="*", default=[1, 4, 16],
                         help="values of N also tried on random background colours")
-    parser.add_argument("--absent-queries", type=int, default=4, help="K objects NOT in the scene queried per scene")
     parser.add_argument("--batch-size", type=int, default=8, help="scenes per eval step")
-    parser.add_argument("--min-score", type=float, default=0.01, help="lowest box score kept for AP")
-    parser.add_argument("--nms-iou", type=float, default=0.5, help="non-max suppression IoU")
     args = parser.parse_args(argv)
-    args.out_dir = args.out_dir or os.path.join(args.run_dir, "ablations")
+    out_dir = args.out_dir or os.path.join(args.run_dir, "ablations")
+    enable_compilation_cache()
     try:
-        options, config, step, params, nt_params, split = test.load(args.run_dir, args.data_dir, args.split)
+        run, split = load(args.run_dir, args.data_dir, args.split)
         too_many = max(args.views + args.random_views)
         if too_many > split.views_per_object:
             raise DataError(f"N={too_many}: {args.data_dir}/{args.split} has only {split.views_per_object} views "
@@ -62,28 +57,30 @@ def main(argv=None):
     except DataError as error:
         sys.exit(f"error: {error}")
 
-    rows = []
+    rows, answer = [], model_answer(run.models, run.params, run.nt_params)
     for background, views in (("grey", args.views), ("random", args.random_views)):
         for n in views:
-            run = argparse.Namespace(**vars(args), num_views=n, background=background)
-            pred, _ = test.predict(split, params, nt_params, step, run)
-            figures = test.figures(pred, None)
-            boxes = test.box_figures(pred, threshold=0.5) if config.priors else {}
+            pred = evaluate(split, answer, num_views=n, num_absent=args.absent_queries, batch_size=args.batch_size,
+                            background=background, min_score=args.min_score, nms_iou=args.nms_iou,
+                            desc=f"N={n} on {background}")
+            figures = cell_figures(pred)
+            boxes = box_figures(pred, OPERATING_THRESHOLD) if run.config.priors else {}
             rows.append({"num_views": n, "background": background, "average_precision": figures["average_precision"],
                          "mean_per_object_average_precision": figures["mean_per_object_average_precision"],
                          "box_ap50": boxes.get("box_ap50", float("nan"))})
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    plot(os.path.join(args.out_dir, "ablations.png"), rows, options["num_views"])
-    write_json_atomic(os.path.join(args.out_dir, "ablations.json"),
+    trained_views = run.options["num_views"]
+    os.makedirs(out_dir, exist_ok=True)
+    plot(os.path.join(out_dir, "ablations.png"), rows, trained_views)
+    write_json_atomic(os.path.join(out_dir, "ablations.json"),
                       {"run_dir": args.run_dir, "data_dir": args.data_dir, "split": args.split,
                        "absent_queries": args.absent_queries, "rows": rows})
-    print(f"{args.split} split of {args.data_dir}, run {args.run_dir} (trained with N={options['num_views']} on random "
+    print(f"{args.split} split of {args.data_dir}, run {args.run_dir} (trained with N={trained_views} on random "
           "colours)\n| N | views on | per-cell AP | mean per-object AP | box AP50 |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['num_views']} | {r['background']} | {r['average_precision']:.3f} | "
               f"{r['mean_per_object_average_precision']:.3f} | {r['box_ap50']:.3f} |")
-    print(f"wrote {args.out_dir}/ablations.json, ablations.png")
+    print(f"wrote {out_dir}/ablations.json, ablations.png")
     return rows
 
 

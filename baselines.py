@@ -10,27 +10,25 @@ ones, N reference views on grey) with a (G, G) score map and boxes per query:
 - embedding: the run's embedding model on a window around every cell of the scene, scored by
   the cosine similarity with the query's mean embedding (what the embeddings alone know), boxes
   the run's middle prior centred on the cell;
-- yolz: the run itself (test.predict).
-Scores are mapped to [0, 1] as (s + 1) / 2 (order kept), boxes go through boxes.select (the
-threshold + NMS yolz's go through), and each method is compared at its own best box F1.
+- yolz: the run itself.
+All go through evaluate.evaluate (baselines' scores mapped to [0, 1] as (s + 1) / 2, order kept;
+boxes through the same threshold + NMS), and each method is compared at its own best box F1.
 Writes OUT_DIR/baselines.json and baselines_pr.png, and prints the table.
 """
 
-import argparse
 import os
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-import test  # noqa: E402
-import train  # noqa: E402
-from boxes import select  # noqa: E402
-from data import GREY, DataError, EpisodeLoader, composite, write_json_atomic  # noqa: E402
+from data import GREY, DataError, composite_uint8, write_json_atomic  # noqa: E402
+from evaluate import (OPERATING_THRESHOLD, box_figures, box_queries, cell_figures, evaluate,  # noqa: E402
+                      evaluation_parser, load, model_answer, operating_points)
+from models import embed_objects, enable_compilation_cache  # noqa: E402
+from test import plot_pr_curves  # noqa: E402
 
 
 def view_templates(views, sizes):
@@ -42,7 +40,7 @@ def view_templates(views, sizes):
         if not len(ys):
             continue
         crop = view[ys.min():ys.max() + 1, xs.min():xs.max() + 1]  # (h', w', 4)
-        rgb = (composite(crop, np.full(3, GREY, np.uint8)) * 255).round().astype(np.uint8)
+        rgb = composite_uint8(crop, np.full(3, GREY, np.uint8))
         for size in sizes:
             scale = size / max(crop.shape[:2])
             shape = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))  # (w, h)
@@ -71,10 +69,10 @@ def template_map(scene, templates, grid):
     return per_cell.max(axis=-1), np.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=-1)
 
 
-def window_embeddings(scene, params, nt_params, step, window, batch=400):
+def window_embeddings(scene, run, window, batch=400):
     """(H, W, 3) uint8 scene -> (G*G, E) embeddings of a window x window crop centred on each
     cell (grey beyond the edges), resized to the reference views' size."""
-    config = step.config
+    config = run.config
     g, size = config.grid_size, config.view_size
     cell = scene.shape[0] // g
     pad = window // 2
@@ -88,72 +86,60 @@ def window_embeddings(scene, params, nt_params, step, window, batch=400):
     for start in range(0, len(rgba), batch):
         chunk = rgba[start:start + batch]
         filled = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.uint8)])
-        out.append(np.asarray(train.embed_step(params, nt_params, filled, opaque, step))[:len(chunk)])
+        out.append(np.asarray(embed_objects(run.params, run.nt_params, filled, opaque, run.models))[:len(chunk)])
     return np.concatenate(out)
 
 
-def baseline_predict(split, args, answer):
-    """test.predict's output for a baseline: answer(episode) -> ((Q, G, G) scores in [-1, 1],
-    (Q, G, G, 4) boxes per cell)."""
-    loader = EpisodeLoader(split, split.objects_per_scene, args.num_views, seed=0, training=False,
-                           num_absent=args.absent_queries, positives=False)
-    probs, masks, obj_ids, true_boxes, found = [], [], [], [], []
-    start = time.perf_counter()
-    for i in tqdm(range(split.num_scenes), desc=answer.__name__, unit="scene", dynamic_ncols=True):
-        episode = loader.episode(i)
-        scores, boxes = answer(episode)
-        scores = (scores + 1) / 2  # (Q, G, G) in [0, 1]
-        probs.append(scores)
-        masks.append(episode["masks"])
-        obj_ids.append(episode["obj_ids"])
-        true_boxes.append(episode["boxes"])
-        found.append([select(b.reshape(-1, 4), s.reshape(-1), args.min_score, args.nms_iou)
-                      for s, b in zip(scores, boxes)])
-    speed = {"scenes_per_s": split.num_scenes / (time.perf_counter() - start)}
-    return {"probs": np.stack(probs), "masks": np.stack(masks), "obj_ids": np.stack(obj_ids),
-            "boxes": np.stack(true_boxes), "detections": found, "num_present": split.objects_per_scene}, speed
+def baseline_answer(answer_episode):
+    """answer_episode(episode) -> ((Q, G, G) scores in [-1, 1], (Q, G, G, 4) a box per cell) as an
+    evaluate() answer: scores mapped to [0, 1], each cell's box a candidate with its cell's score."""
+    def answer(batch):
+        probs, candidates = [], []
+        for b in range(len(batch["scene"])):
+            scores, boxes = answer_episode({k: v[b] for k, v in batch.items()})
+            scores = (scores + 1) / 2  # (Q, G, G) in [0, 1]
+            probs.append(scores)
+            candidates.append([(bx.reshape(-1, 4), s.reshape(-1)) for s, bx in zip(scores, boxes)])
+        return np.stack(probs), candidates
+
+    return answer
 
 
-def scored(name, pred, speed):
+def scored(name, pred):
     """One row of the table: test.py's per-cell and box figures, at the method's best box F1."""
-    figures = {**test.figures(pred, None), **test.box_figures(pred, threshold=0.5)}
-    present, absent = test.box_queries(pred)
+    figures = {**cell_figures(pred), **box_figures(pred, OPERATING_THRESHOLD)}
+    present, absent = box_queries(pred)
     # thresholds at quantiles of the scores: the methods' scores crowd into different ranges
     scores = np.concatenate([sc for _, sc, _ in present + absent])
     thresholds = np.unique(np.quantile(scores, np.linspace(0, 0.99, 100)).round(4)) if len(scores) else [1.0]
-    threshold, best = max(test.operating_points(present, absent, thresholds).items(), key=lambda item: item[1]["f1"])
+    threshold, best = max(operating_points(present, absent, thresholds).items(), key=lambda item: item[1]["f1"])
     return {"method": name, "average_precision": figures["average_precision"], "roc_auc": figures["roc_auc"],
             "mean_per_object_average_precision": figures["mean_per_object_average_precision"],
             "box_ap50": figures["box_ap50"], "box_ap50_95": figures["box_ap50_95"], "best_box_f1": best["f1"],
             "at_threshold": float(threshold), "precision": best["precision"], "recall": best["recall"],
             "absent_false_positives_per_query": best["absent_false_positives_per_query"],
-            "queries_per_s": pred["probs"].shape[1] * speed["scenes_per_s"],
+            "queries_per_s": pred.probs.shape[1] * pred.scenes_per_s,
             "positive_rate": figures["positive_rate"]}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--run-dir", default="pretrained", help="the yolz run compared (and whose embeddings are used)")
-    parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
-    parser.add_argument("--split", choices=("test", "validation"), default="test")
-    parser.add_argument("--out-dir", help="default: RUN_DIR/baselines, for baselines.json and baselines_pr.png")
+    parser = evaluation_parser(__doc__, "default: RUN_DIR/baselines, for baselines.json and baselines_pr.png",
+                               run_dir_help="the yolz run compared (and whose embeddings are used)")
     parser.add_argument("--num-views", type=int, default=0, help="N reference views per query; 0: the run's own N")
-    parser.add_argument("--absent-queries", type=int, default=4, help="K objects NOT in the scene queried per scene")
     parser.add_argument("--template-sizes", type=int, nargs="+", default=[16, 24, 32],
                         help="longer side, in scene pixels, each template is matched at")
     parser.add_argument("--window", type=int, default=32, help="embedding baseline: crop size around each cell")
     parser.add_argument("--methods", nargs="+", choices=("yolz", "template", "embedding"),
                         default=["yolz", "template", "embedding"])
-    parser.add_argument("--min-score", type=float, default=0.01, help="lowest box score kept for AP")
-    parser.add_argument("--nms-iou", type=float, default=0.5, help="non-max suppression IoU")
     args = parser.parse_args(argv)
-    args.out_dir = args.out_dir or os.path.join(args.run_dir, "baselines")
+    out_dir = args.out_dir or os.path.join(args.run_dir, "baselines")
+    enable_compilation_cache()
     try:
-        options, config, step, params, nt_params, split = test.load(args.run_dir, args.data_dir, args.split)
+        run, split = load(args.run_dir, args.data_dir, args.split)
     except DataError as error:
         sys.exit(f"error: {error}")
-    args.num_views = args.num_views or options["num_views"]
-    args.background, args.batch_size = "grey", 8  # what test.predict needs besides
+    num_views = args.num_views or run.options["num_views"]
+    config = run.config
 
     def template(episode):
         scene = episode["scene"]
@@ -168,29 +154,30 @@ def main(argv=None):
     cell_boxes = np.stack([cx - prior[0] / 2, cy - prior[1] / 2, cx + prior[0] / 2, cy + prior[1] / 2], -1)  # (G, G, 4)
 
     def embedding(episode):
-        windows = window_embeddings(episode["scene"], params, nt_params, step, args.window)  # (G*G, E)
-        queries = np.asarray(train.embed_step(params, nt_params, episode["anchors"], episode["anchor_backgrounds"],
-                                              step))  # (Q, E)
+        windows = window_embeddings(episode["scene"], run, args.window)  # (G*G, E)
+        queries = np.asarray(embed_objects(run.params, run.nt_params, episode["anchors"], episode["anchor_backgrounds"],
+                                           run.models))  # (Q, E)
         scores = (queries @ windows.T).reshape(len(queries), g, g)  # cosine: both unit length
         return scores, np.broadcast_to(cell_boxes, (len(queries), g, g, 4))
 
+    answers = {"yolz": (model_answer(run.models, run.params, run.nt_params), 8),  # (answer, scenes per call)
+               "template": (baseline_answer(template), 1), "embedding": (baseline_answer(embedding), 1)}
     rows, curves = [], {}
     for name in args.methods:
-        if name == "yolz":
-            pred, speed = test.predict(split, params, nt_params, step, args)
-        else:
-            pred, speed = baseline_predict(split, args, {"template": template, "embedding": embedding}[name])
-        rows.append(scored(name, pred, speed))
-        c = pred["num_present"]
-        curves[name] = (pred["probs"][:, :c], pred["masks"][:, :c], rows[-1]["average_precision"])
+        answer, batch_size = answers[name]
+        pred = evaluate(split, answer, num_views=num_views, num_absent=args.absent_queries, batch_size=batch_size,
+                        min_score=args.min_score, nms_iou=args.nms_iou, desc=name)
+        rows.append(scored(name, pred))
+        c = pred.num_present
+        curves[name] = (pred.probs[:, :c], pred.masks[:, :c], rows[-1]["average_precision"])
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    test.plot_pr_curves(os.path.join(args.out_dir, "baselines_pr.png"), curves, rows[0]["positive_rate"])
-    result = {"run_dir": args.run_dir, "data_dir": args.data_dir, "split": args.split, "num_views": args.num_views,
+    os.makedirs(out_dir, exist_ok=True)
+    plot_pr_curves(os.path.join(out_dir, "baselines_pr.png"), curves, rows[0]["positive_rate"])
+    result = {"run_dir": args.run_dir, "data_dir": args.data_dir, "split": args.split, "num_views": num_views,
               "absent_queries": args.absent_queries, "template_sizes": args.template_sizes, "window": args.window,
               "rows": rows}
-    write_json_atomic(os.path.join(args.out_dir, "baselines.json"), result)
-    print(f"{args.split} split of {args.data_dir}, N={args.num_views} views on grey, K={args.absent_queries} absent "
+    write_json_atomic(os.path.join(out_dir, "baselines.json"), result)
+    print(f"{args.split} split of {args.data_dir}, N={num_views} views on grey, K={args.absent_queries} absent "
           "queries per scene; box figures at each method's best-F1 threshold")
     print("| method | per-cell AP | ROC AUC | box AP50 | box AP[.5:.95] | best box F1 (threshold) | precision | recall "
           "| false positives per absent query | queries/s |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -198,7 +185,7 @@ def main(argv=None):
         print(f"| {r['method']} | {r['average_precision']:.3f} | {r['roc_auc']:.3f} | {r['box_ap50']:.3f} | "
               f"{r['box_ap50_95']:.3f} | {r['best_box_f1']:.3f} ({r['at_threshold']:.2f}) | {r['precision']:.3f} | "
               f"{r['recall']:.3f} | {r['absent_false_positives_per_query']:.2f} | {r['queries_per_s']:.1f} |")
-    print(f"per-cell AP of a constant guess: {rows[0]['positive_rate']:.3f}; wrote {args.out_dir}/baselines.json, "
+    print(f"per-cell AP of a constant guess: {rows[0]['positive_rate']:.3f}; wrote {out_dir}/baselines.json, "
           "baselines_pr.png")
     return result
 

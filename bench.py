@@ -120,42 +120,46 @@ def bench_train(args):
     import jax
     import distributed
     import train
+    from models import enable_compilation_cache, model_state
 
-    options = train.parse_args(["--run-dir", "unused", "--model-config", args.model_config,
-                                "--scenes-per-step", str(args.scenes_per_step)])
+    enable_compilation_cache()
+    options = train.Hyperparameters(model_config=args.model_config, scenes_per_step=args.scenes_per_step)
     distributed.check_batch_size(options.scenes_per_step)
     mesh = distributed.batch_mesh()
     profile = {320: "small", 640: "full"}[train.MODEL_CONFIGS[args.model_config].scene_size]
     with tempfile.TemporaryDirectory() as tmp:
         split = Split(synthetic_dataset(tmp, 32, 100, 24, profile), "train")
-        config, step = train.build(options, split)
+        models = train.build(options, split)
+        config, optimizer = models.config, train.make_optimizer(options)
         loader = EpisodeLoader(split, options.num_objects, options.num_views, seed=0, training=True,
                                num_absent=options.absent_queries_per_scene)
         batches = prefetch(loader.batches(options.scenes_per_step))
-        params, nt_params = train.model_state(step.embedding, step.scene)
-        params, nt_params, opt_state = distributed.replicate((params, nt_params, step.optimizer.init(params)), mesh)
+        params, nt_params = model_state(models)
+        params, nt_params, opt_state = distributed.replicate((params, nt_params, optimizer.init(params)), mesh)
+        static = (models, options, optimizer)  # train_step's static arguments
 
         def next_batch():
             return distributed.shard_batch({k: v for k, v in next(batches).items() if k in train.TRAIN_KEYS}, mesh)
 
         batch = next_batch()
         start = time.perf_counter()
-        compiled = train.train_step.lower(params, nt_params, opt_state, batch, step).compile()
+        compiled = train.train_step.lower(params, nt_params, opt_state, batch, *static).compile()
         compile_s = time.perf_counter() - start
         cost = compiled.cost_analysis()
         # per device once the step is partitioned: the whole step's is devices x that
         flops = (cost[0] if isinstance(cost, list) else cost)["flops"] * jax.device_count()
-        params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, step)
+        params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, *static)
         jax.block_until_ready(metrics)
         wait, start = 0.0, time.perf_counter()
         for _ in range(args.steps):
             t = time.perf_counter()
             batch = next_batch()
             wait += time.perf_counter() - t
-            params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, step)
+            params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, *static)
             loss = float(metrics["loss"])  # the train loop reads the loss every step, so do the same
         elapsed = time.perf_counter() - start
-        top_ops = profile_step(lambda: train.train_step(params, nt_params, opt_state, batch, step)) if args.profile else None
+        top_ops = (profile_step(lambda: train.train_step(params, nt_params, opt_state, batch, *static))
+                   if args.profile else None)
     s_per_step = elapsed / args.steps
     peak = cpu_peak_gflops(args.flops_per_cycle) if jax.default_backend() == "cpu" else float("nan")
     matmul = matmul_gflops()
@@ -255,9 +259,11 @@ def bench_inference(args):
     """Queries/s for one scene and C objects: one scene pass for all C against one pass per object."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import jax
-    import train
+    from models import enable_compilation_cache, find_in_scene, load_run
 
-    _, config, step, params, nt_params = train.load_run(args.run_dir)
+    enable_compilation_cache()
+    run = load_run(args.run_dir)
+    config = run.config
     rng = np.random.default_rng(0)
     scene = rng.integers(0, 256, (config.scene_size, config.scene_size, 3), dtype=np.uint8)
     embeddings = rng.normal(size=(args.num_objects, config.embedding_dim)).astype(np.float32)
@@ -269,8 +275,8 @@ def bench_inference(args):
             jax.block_until_ready(call())
         return (time.perf_counter() - start) / repeats
 
-    shared = timed(lambda: train.scene_step(params, nt_params, scene, embeddings, step), args.repeats)
-    apart = timed(lambda: [train.scene_step(params, nt_params, scene, e[None], step) for e in embeddings],
+    shared = timed(lambda: find_in_scene(run.params, run.nt_params, scene, embeddings, run.models), args.repeats)
+    apart = timed(lambda: [find_in_scene(run.params, run.nt_params, scene, e[None], run.models) for e in embeddings],
                   args.repeats)
     c = args.num_objects
     result = {"benchmark": "inference", "run_dir": args.run_dir, "scene_size": config.scene_size, "C": c,

@@ -21,6 +21,8 @@ import threading
 
 import numpy as np
 
+from util import atomic_write, temp_path
+
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
 CHECKSUM_FILE = "checksum.sha256"
@@ -44,11 +46,9 @@ def parse_id_range(text):
 
 
 def write_json_atomic(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path):
@@ -73,7 +73,7 @@ def chunk_checksum(path):
 
 def write_chunk(path, arrays):
     """Writes {name: array} as a chunk directory, atomically; returns its checksum."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     for name, array in arrays.items():
@@ -196,6 +196,11 @@ def composite(rgba, background):
     rgb = rgba[..., :3].astype("float32") / 255
     background = background[..., None, None, :].astype("float32") / 255
     return rgb * alpha + background * (1 - alpha)
+
+
+def composite_uint8(rgba, background):
+    """composite() as a picture: (..., h, w, 4) uint8 RGBA on (..., 3) uint8 -> (..., h, w, 3) uint8, rounded."""
+    return np.round(np.asarray(composite(rgba, background)) * 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
-import train  # noqa: E402
 from boxes import detections  # noqa: E402
-from data import GREY, DataError, composite  # noqa: E402
+from data import GREY, DataError, composite_uint8  # noqa: E402
+from evaluate import NMS_IOU, OPERATING_THRESHOLD  # noqa: E402
+from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
 from util import draw_boxes, palette, save_png  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -55,46 +56,50 @@ def letterbox(rgba, size):
 
 def on_grey(rgba):
     """(H, W, 4) uint8 RGBA -> (H, W, 3) uint8 composited on the training grey."""
-    return (composite(rgba, np.full(3, GREY, dtype=np.uint8)) * 255).round().astype(np.uint8)
+    return composite_uint8(rgba, np.full(3, GREY, dtype=np.uint8))
 
 
-def references(args):
-    """-> [(name, [paths])] from --refs or --refs-dir, with clear errors for what is missing."""
-    if args.refs:
-        return [("object", args.refs)]
-    if not os.path.isdir(args.refs_dir):
-        raise DataError(f"--refs-dir {args.refs_dir}: no such directory")
+def references(refs=None, refs_dir=None):
+    """-> [(name, [paths])] from one object's reference paths or a folder of one sub-folder per
+    object, with clear errors for what is missing."""
+    if refs:
+        return [("object", list(refs))]
+    if not os.path.isdir(refs_dir):
+        raise DataError(f"--refs-dir {refs_dir}: no such directory")
     objects = []
-    for name in sorted(os.listdir(args.refs_dir)):
-        folder = os.path.join(args.refs_dir, name)
+    for name in sorted(os.listdir(refs_dir)):
+        folder = os.path.join(refs_dir, name)
         if os.path.isdir(folder):
             paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
             if not paths:
                 raise DataError(f"{folder} holds no reference images ({', '.join(IMAGE_SUFFIXES)})")
             objects.append((name, paths))
     if not objects:
-        raise DataError(f"--refs-dir {args.refs_dir} has no sub-folders: give one folder of views per object")
+        raise DataError(f"--refs-dir {refs_dir} has no sub-folders: give one folder of views per object")
     return objects
 
 
-def detect(args):
-    objects = references(args)
-    _, config, step, params, nt_params = train.load_run(args.run_dir)
+def detect(scene_path, objects, run_dir="pretrained", threshold=OPERATING_THRESHOLD, nms_iou=NMS_IOU, out=None):
+    """Finds each object, objects = [(name, [reference image paths])], in the scene image ->
+    {"scene", "run_dir", "threshold", "objects": [{"name", "references", "detections": [{"box",
+    "score"}]}]}, boxes in the scene's own pixels; with out, also draws them into that image."""
+    run = load_run(run_dir)
+    config = run.config
     if not config.priors:
-        raise DataError(f"{args.run_dir} has no box head (its model_config.json has no priors): train one with "
+        raise DataError(f"{run_dir} has no box head (its model_config.json has no priors): train one with "
                         "train.py --num-priors 3, or use pretrained")
-    scene_rgba = read_image(args.scene)
+    scene_rgba = read_image(scene_path)
     scene, scale, (pad_x, pad_y) = letterbox(scene_rgba, config.scene_size)
     scene = on_grey(scene)  # (S, S, 3) uint8, S = the model's scene size
     embeddings = []
     for name, paths in objects:
         views = np.stack([letterbox(read_image(p), config.view_size)[0] for p in paths])[None]  # (1, N, h, w, 4)
         backgrounds = np.full((1, len(paths), 3), GREY, dtype=np.uint8)
-        embeddings.append(np.asarray(train.embed_step(params, nt_params, views, backgrounds, step))[0])
-    _, raw = train.scene_step(params, nt_params, scene, np.stack(embeddings), step)  # (C, G, G, A, 5)
+        embeddings.append(np.asarray(embed_objects(run.params, run.nt_params, views, backgrounds, run.models))[0])
+    _, raw = find_in_scene(run.params, run.nt_params, scene, np.stack(embeddings), run.models)  # (C, G, G, A, 5)
     results = []
     for (name, paths), outputs in zip(objects, np.asarray(raw)):
-        boxes, scores = detections(outputs, config.priors, config.stride, args.threshold, args.nms_iou)
+        boxes, scores = detections(outputs, config.priors, config.stride, threshold, nms_iou)
         # back to the input's pixels: undo the padding and the scale, clip to the image
         boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
         boxes = np.clip(boxes, 0, [scene_rgba.shape[1], scene_rgba.shape[0]] * 2).round().astype(int)
@@ -102,15 +107,15 @@ def detect(args):
         boxes, scores = boxes[inside], scores[inside]
         results.append({"name": name, "references": paths,
                         "detections": [{"box": b.tolist(), "score": round(float(s), 4)} for b, s in zip(boxes, scores)]})
-    if args.out:
+    if out:
         colours = palette(len(results))
         image = on_grey(scene_rgba)
         for result, colour in zip(results, colours):
             found = result["detections"]
             image = draw_boxes(image, [d["box"] for d in found], [colour] * len(found),
                                [f"{result['name']} {d['score']:.2f}" for d in found])
-        save_png(args.out, image)
-    return {"scene": args.scene, "run_dir": args.run_dir, "threshold": args.threshold, "objects": results}
+        save_png(out, image)
+    return {"scene": scene_path, "run_dir": run_dir, "threshold": threshold, "objects": results}
 
 
 def parse_args(argv=None):
@@ -120,16 +125,19 @@ def parse_args(argv=None):
     refs.add_argument("--refs", nargs="+", help="reference views of one object")
     refs.add_argument("--refs-dir", help="one sub-folder of reference views per object, named by the folder")
     parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
-    parser.add_argument("--threshold", type=float, default=0.2,
-                        help="lowest score reported; 0.2 gave the best box F1 on the validation split (default: %(default)s)")
-    parser.add_argument("--nms-iou", type=float, default=0.5, help="non-max suppression IoU (default: %(default)s)")
+    parser.add_argument("--threshold", type=float, default=OPERATING_THRESHOLD,
+                        help="lowest score reported; the best box F1 on the validation split (default: %(default)s)")
+    parser.add_argument("--nms-iou", type=float, default=NMS_IOU, help="non-max suppression IoU (default: %(default)s)")
     parser.add_argument("--out", help="write the scene with the detections drawn here (PNG)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
+    enable_compilation_cache()
+    args = parse_args(argv)
     try:
-        result = detect(parse_args(argv))
+        result = detect(args.scene, references(args.refs, args.refs_dir), args.run_dir, args.threshold, args.nms_iou,
+                        args.out)
     except DataError as error:
         sys.exit(f"error: {error}")
     print(json.dumps(result, indent=1))

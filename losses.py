@@ -1,16 +1,19 @@
-"""The losses (contrastive, focal, boxes), as pure jax functions of arrays."""
+"""The loss, as pure jax functions of arrays: contrastive (embeddings), focal (per-cell
+classifier) and the box head's, summed by `total_loss` with the run's weights.
 
+One name per quantity from flag to logged metric: --contrastive-loss-weight scales
+`contrastive_loss`, --classifier-loss-weight `classifier_loss`, --box-loss-weight `box_loss`
+(= `box_objectness_loss` + `box_coordinates_loss`, logged apart too).
+"""
+
+import functools
+
+import jax
 import jax.numpy as jnp
 import optax
 
-
-def l2_normalise(x, axis=-1):
-    return x / jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=axis, keepdims=True), 1e-12))
-
-
-def mean_embedding(embeddings):
-    """(..., N, E) per-view embeddings -> (..., E): their mean, re-L2-normalised."""
-    return l2_normalise(jnp.mean(embeddings, axis=-2))
+from boxes import cell_targets
+from models import mean_embedding
 
 
 def contrastive_loss(anchors, positives, temperature=1.0):
@@ -45,3 +48,31 @@ def box_loss(outputs, targets, alpha=0.25, gamma=2.0):
     xy = jnp.sum(optax.sigmoid_binary_cross_entropy(outputs[..., 1:3], targets[..., 1:3]), axis=-1)
     wh = jnp.sum(jnp.square(outputs[..., 3:5] - targets[..., 3:5]), axis=-1)
     return objectness, jnp.sum((xy + wh) * responsible) / count
+
+
+def box_targets(boxes, config):
+    """(B, Q, I, 4) pixel boxes (-1 rows hidden) -> (B, Q, G, G, A, 5) cell targets for the box head."""
+    targets = functools.partial(cell_targets, priors=jnp.asarray(config.priors), grid=config.grid_size,
+                                stride=config.stride)
+    return jax.vmap(jax.vmap(targets))(boxes)
+
+
+def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config):
+    """The training loss of a batch of episodes -> (scalar loss, {metric name: scalar}).
+
+    anchors, positives: (B, Q, N, E) view embeddings; logits: (B, Q, G, G); box_outputs:
+    (B, Q, G, G, A, 5) or None without a box head; masks: (B, Q, G, G) {0,1} targets; boxes:
+    (B, Q, I, 4) pixel boxes. hp: the run's Hyperparameters (train.py), its loss weights,
+    temperature and focal alpha / gamma; config: the ModelConfig (box priors, grid).
+    """
+    contrastive = jnp.mean(jax.vmap(functools.partial(contrastive_loss, temperature=hp.temperature))(
+        anchors, positives))
+    classifier = focal_loss(logits, masks, hp.focal_alpha, hp.focal_gamma)
+    loss = hp.contrastive_loss_weight * contrastive + hp.classifier_loss_weight * classifier
+    metrics = {"contrastive_loss": contrastive, "classifier_loss": classifier}
+    if box_outputs is not None:
+        objectness, coordinates = box_loss(box_outputs, box_targets(boxes, config), hp.focal_alpha, hp.focal_gamma)
+        loss += hp.box_loss_weight * (objectness + coordinates)
+        metrics.update(box_loss=objectness + coordinates, box_objectness_loss=objectness,
+                       box_coordinates_loss=coordinates)
+    return loss, {"loss": loss, **metrics}

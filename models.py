@@ -1,4 +1,5 @@
-"""The embedding CNN and the scene U-Net, layer for layer as the original's summaries.
+"""The embedding CNN and the scene U-Net, layer for layer as the original's summaries, and how
+they are called: functionally (stateless_call) inside jitted steps, on explicit state.
 
     python models.py            # prints both summaries at the seed config (a few seconds)
     python models.py --cpu      # the smaller config the CPU demo trains
@@ -6,17 +7,27 @@
 The scene model takes ONE scene and C object embeddings: the scene's features (batch 1)
 broadcast against the C embeddings at the add after `broadcast_e` and at every skip add, so the
 backbone runs once per scene whatever C is (as the original does).
+
+Reading order: ModelConfig, the two Keras graphs, then the functional passes (`embed_views`,
+`cell_outputs`), the jitted inference steps (`infer_batch`, `embed_objects`, `find_in_scene`),
+state <-> arrays and `load_run`.
 """
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
+
+from data import DataError, composite, read_json  # noqa: E402
+from util import atomic_write  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +39,7 @@ class ModelConfig:
     scene_filters: tuple = (16, 32, 64, 128, 256, 256)  # scene backbone, stride-2 3x3 convs
     classifier_filters: tuple = (256, 128)  # 1x1 convs before the per-cell logit
     classifier_bias: float = -5.0  # starts P(object) at ~0.007: most cells are background
-    # box head (issue 5; the original has none): A prior (width, height) in scene pixels, from
+    # box head (the original has none): A prior (width, height) in scene pixels, from
     # k-means on the training boxes (train.py --num-priors); empty: no box head
     priors: tuple = ()
 
@@ -57,10 +68,8 @@ CPU_CONFIG = ModelConfig(obj_filters=(16, 32, 64, 128), embedding_dim=128, scene
 
 
 def save_config(path, config):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
         json.dump(config.to_json(), f, indent=1)
-    os.replace(tmp, path)
 
 
 def load_config(path):
@@ -96,8 +105,8 @@ class Broadcast(layers.Layer):
 class PointwiseConv2D(layers.Conv2D):
     """A 1x1, stride-1 Conv2D computed as a matmul over the channels: the same weights (kernel
     (1, 1, in, out)) and results to float rounding, but XLA:CPU makes its weight gradient a plain
-    dot instead of a slow convolution over the whole image (the seed config's train step: 4.11 ->
-    2.24 s/step, README, Benchmarks)."""
+    dot instead of a slow convolution over the whole image (the seed config's train step about
+    2.0x faster, docs/benchmarks.md)."""
 
     def call(self, inputs):
         x = ops.einsum("...c,co->...o", inputs, self.kernel[0, 0])
@@ -151,6 +160,175 @@ def scene_model(config=SEED_CONFIG):
     boxes = layers.Dense(5 * a, bias_initializer=bias, name="boxes")(x)
     boxes = layers.Reshape((g, g, a, 5), name="boxes_per_prior")(boxes)
     return keras.Model([scene, embedding], [logits, boxes], name="scene")
+
+
+
+def enable_compilation_cache():
+    """Compiled steps persist across processes (YOLZ_JAX_CACHE, default ~/.cache/yolz/jax): each
+    entry point's main calls this; importing a module never does."""
+    jax.config.update("jax_compilation_cache_dir",
+                      os.environ.get("YOLZ_JAX_CACHE", os.path.expanduser("~/.cache/yolz/jax")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the models called functionally: params in, outputs and new non-trainable state out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Models:
+    """The two Keras graphs and their config. Hashed by identity, so a jitted step takes it as a
+    static argument and traces each graph once."""
+
+    embedding: keras.Model
+    scene: keras.Model
+    config: ModelConfig
+
+
+def build_models(config, seed=None):
+    """Fresh models of a config; with a seed, their initial weights are a function of it."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    return Models(embedding_model(config), scene_model(config), config)
+
+
+def l2_normalise(x, axis=-1):
+    return x / jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=axis, keepdims=True), 1e-12))
+
+
+def mean_embedding(embeddings):
+    """(..., N, E) per-view embeddings -> (..., E): their mean, re-L2-normalised: the object's embedding."""
+    return l2_normalise(jnp.mean(embeddings, axis=-2))
+
+
+def embed_views(models, params, nt_params, views, backgrounds, training):
+    """The embedding model's params and state, (B, Q, N, h, w, 4) uint8 views on (B, Q, N, 3)
+    backgrounds -> ((B, Q, N, E) per-view embeddings, new state)."""
+    shape = views.shape[:3]
+    images = composite(views, backgrounds).reshape((-1, *views.shape[3:5], 3))  # (B*Q*N, h, w, 3)
+    e, nt_params = models.embedding.stateless_call(params, nt_params, images, training=training)
+    return e.reshape((*shape, -1)), nt_params
+
+
+def cell_outputs(models, params, nt_params, scenes, embeddings, training):
+    """The scene model's params and state, (B, H, W, 3) uint8 scenes, (B, Q, E) object embeddings ->
+    ((B, Q, G, G) logits of P(object), (B, Q, G, G, A, 5) raw box outputs or None without a box
+    head, new state).
+
+    One scene per call of the scene model, its backbone once for all Q objects; scenes are
+    vmapped, and the batch-norm moving statistics of the B calls averaged (the same as
+    averaging the B scenes' batch statistics into the moving average).
+    """
+    def one(scene, e):
+        outputs, nt = models.scene.stateless_call(params, nt_params, [scene[None].astype("float32") / 255, e],
+                                                  training=training)
+        logits, boxes = outputs if isinstance(outputs, (list, tuple)) else (outputs, None)
+        return logits[..., 0], boxes, nt
+
+    logits, boxes, nt = jax.vmap(one)(scenes, embeddings)
+    return logits, boxes, [jnp.mean(v, axis=0) for v in nt]
+
+
+# ---------------------------------------------------------------------------------------------
+# inference steps (jitted, inference mode); params and nt_params are (embedding's, scene's) pairs
+
+INFERENCE_KEYS = ("anchors", "anchor_backgrounds", "scene")  # what infer_batch reads of a batch
+
+
+@functools.partial(jax.jit, static_argnames="models")
+def infer_batch(params, nt_params, batch, models):
+    """A batch of episodes (INFERENCE_KEYS) -> (B, Q, G, G) P(object), (B, Q, G, G, A, 5) raw box
+    outputs (None without a box head) and (B, Q, E) object embeddings."""
+    anchors, _ = embed_views(models, params[0], nt_params[0], batch["anchors"], batch["anchor_backgrounds"], False)
+    objects = mean_embedding(anchors)
+    logits, boxes, _ = cell_outputs(models, params[1], nt_params[1], batch["scene"], objects, False)
+    return jax.nn.sigmoid(logits), boxes, objects
+
+
+@functools.partial(jax.jit, static_argnames="models")
+def embed_objects(params, nt_params, views, backgrounds, models):
+    """(K, N, h, w, 4) uint8 views on (K, N, 3) backgrounds -> (K, E) object embeddings."""
+    e, _ = embed_views(models, params[0], nt_params[0], views[None], backgrounds[None], False)
+    return mean_embedding(e)[0]
+
+
+@functools.partial(jax.jit, static_argnames="models")
+def find_in_scene(params, nt_params, scene, embeddings, models):
+    """(H, W, 3) uint8 scene, (C, E) object embeddings -> (C, G, G) P(object) and (C, G, G, A, 5)
+    raw box outputs (None without a box head): the backbone runs once for the C objects."""
+    logits, boxes, _ = cell_outputs(models, params[1], nt_params[1], scene[None], embeddings[None], False)
+    return jax.nn.sigmoid(logits[0]), None if boxes is None else boxes[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# state: models <-> arrays, weights on disk, a finished run
+
+
+def model_state(models):
+    """-> (params, nt_params), each an (embedding's, scene's) pair of lists of arrays."""
+    params = ([v.value for v in models.embedding.trainable_variables],
+              [v.value for v in models.scene.trainable_variables])
+    nt_params = ([v.value for v in models.embedding.non_trainable_variables],
+                 [v.value for v in models.scene.non_trainable_variables])
+    return params, nt_params
+
+
+def assign_state(models, params, nt_params):
+    for model, tv, ntv in ((models.embedding, params[0], nt_params[0]), (models.scene, params[1], nt_params[1])):
+        for variable, value in zip(model.trainable_variables, tv):
+            variable.assign(value)
+        for variable, value in zip(model.non_trainable_variables, ntv):
+            variable.assign(value)
+
+
+def save_weights(directory, models, params, nt_params):
+    """embedding.weights.h5 and scene.weights.h5 in directory, each written atomically."""
+    assign_state(models, params, nt_params)
+    for name, model in (("embedding", models.embedding), ("scene", models.scene)):
+        with atomic_write(os.path.join(directory, f"{name}.weights.h5"), suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A finished training run: its options.json as a dict, its models and their state."""
+
+    options: dict
+    models: Models
+    params: tuple
+    nt_params: tuple
+
+    @property
+    def config(self):
+        return self.models.config
+
+
+def load_run(run_dir):
+    """A finished run rebuilt from its own files (options.json, model_config.json, the weights)."""
+    if not os.path.isdir(run_dir):
+        raise DataError(f"run dir {run_dir} does not exist: give one made by v3_train.sh, or pretrained")
+    needed = ("options.json", "model_config.json", "embedding.weights.h5", "scene.weights.h5")
+    missing = [name for name in needed if not os.path.exists(os.path.join(run_dir, name))]
+    if missing:
+        raise DataError(f"{run_dir} has no {', '.join(missing)}: is it a finished training run? (finish an "
+                        f"interrupted one with: python train.py --resume {run_dir})")
+    models = build_models(load_config(os.path.join(run_dir, "model_config.json")))
+    for name, model in (("embedding", models.embedding), ("scene", models.scene)):
+        try:
+            model.load_weights(os.path.join(run_dir, f"{name}.weights.h5"))
+        except (ValueError, KeyError, OSError) as error:
+            raise DataError(f"{run_dir}/{name}.weights.h5 does not fit the run's model_config.json ({error}): "
+                            "the run dir is inconsistent, retrain or restore it") from error
+    return Run(read_json(os.path.join(run_dir, "options.json")), models, *model_state(models))
+
+
+def check_scene_size(split, config):
+    """A DataError unless the split's scenes are the size the model config takes."""
+    scene_size = split.manifest["arrays"]["rgb"]["shape"][0]
+    if scene_size != config.scene_size:
+        raise DataError(f"{split.data_dir} has {scene_size}x{scene_size} scenes but the model config expects "
+                        f"{config.scene_size}: use a --model-config made for {scene_size}x{scene_size} scenes (cpu: "
+                        "320, seed: 640), or data rendered at the model's size")
 
 
 def main():

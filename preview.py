@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from boxes import visible
-from data import GREY, DataError, Split, composite
+from data import GREY, DataError, Split, composite_uint8
 from util import border, draw_boxes, hstack, palette, save_png, tile, tint, vstack
 
 
@@ -36,7 +36,7 @@ def scene_row(split, index):
         with_masks = tint(with_masks, scene["visible_masks"][k], colours[k], strength=0.35)
     views = [split.views(obj_id)[0] for obj_id in obj_ids]  # K x (h, w, 4) uint8
     grey = np.full(3, GREY, dtype=np.uint8)
-    views = [border((composite(v, grey) * 255).astype(np.uint8), colours[k]) for k, v in enumerate(views)]
+    views = [border(composite_uint8(v, grey), colours[k]) for k, v in enumerate(views)]
     return hstack([with_boxes, with_masks, tile(views, columns=4)])
 
 

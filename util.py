@@ -1,10 +1,35 @@
-"""Small shared helpers: pictures of scenes, masks, boxes and reference views."""
+"""Small shared helpers: atomic writes, and pictures of scenes, masks, boxes and reference views."""
 
 import colorsys
+import contextlib
 import os
+import shutil
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+
+def temp_path(path, suffix=""):
+    """A hidden name beside `path` that says which process writes it: .NAME.tmp-PID[suffix]."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.tmp-{os.getpid()}{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_write(path, suffix=""):
+    """Yields a temp path (a file or a directory the block makes) beside `path`, renamed onto
+    `path` when the block succeeds and removed when it fails, so `path` is whole or absent.
+    suffix: for writers that pick the format by the name's ending (".png", ".weights.h5")."""
+    tmp = temp_path(path, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def palette(k):
@@ -84,14 +109,14 @@ def save_figure(path, fig):
     """Writes a matplotlib figure as a PNG atomically and closes it."""
     import matplotlib.pyplot as plt
 
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def save_png(path, image):
-    """Writes a PNG atomically (temp file, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    Image.fromarray(np.asarray(image)).save(tmp)
-    os.replace(tmp, path)
+    """Writes an (H, W, 3) uint8 image atomically, in the format the path's suffix names."""
+    with atomic_write(path, suffix=os.path.splitext(path)[1]) as tmp:
+        Image.fromarray(np.asarray(image)).save(tmp)

@@ -6,6 +6,9 @@
 set -e
 cd "$(dirname "$0")"
 
+# Each value below is train.py's default (a test checks); change one here for your runs, or
+# set it in the environment: STEPS=6000 sh v3_train.sh. python train.py --help says what each does.
+
 : "${DATA_DIR:=data/small}"
 : "${RUN_DIR:=runs/$(date +%Y%m%d_%H%M%S)}"
 : "${MODEL_CONFIG:=cpu}"              # cpu, seed (the original's sizes, needs PROFILE=full data) or a JSON file

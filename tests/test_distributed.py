@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import train
-from conftest import REPO
+from conftest import REPO, weights
 from data import EpisodeLoader, Split
-from test_train import weights
+
+pytestmark = pytest.mark.slow  # subprocesses that train
 
 
 def train_command(tiny_data, run_dir, model_config, scenes_per_step, *extra):
@@ -36,16 +37,6 @@ def assert_same_weights(a, b):
 
 
 @pytest.fixture(scope="module")
-def model_config(tmp_path_factory):
-    from models import save_config
-    from test_models import TINY_MODEL
-
-    path = str(tmp_path_factory.mktemp("config") / "model_config.json")
-    save_config(path, TINY_MODEL)
-    return path
-
-
-@pytest.fixture(scope="module")
 def one_device(tiny_data, model_config, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("one") / "run"
     done = run_on(1, train_command(tiny_data, run_dir, model_config, 4))
@@ -62,9 +53,8 @@ def test_several_devices_train_to_the_same_weights(tiny_data, model_config, one_
 
 def test_the_comparison_can_fail(one_device, model_config):
     """Three steps move the weights well beyond the tolerance used above."""
-    args = train.parse_args(["--run-dir", "unused", "--model-config", model_config, "--num-priors", "0"])
-    _, step = train.build(args)
-    initial = [np.asarray(v) for model in (step.embedding, step.scene) for v in model.weights]
+    models = train.build(train.Hyperparameters(model_config=model_config, num_priors=0))
+    initial = [np.asarray(v) for model in (models.embedding, models.scene) for v in model.weights]
     trained = weights(one_device)
     assert len(initial) <= len(trained)
     assert not all(np.allclose(a, b, rtol=2e-4, atol=2e-5) for a, b in zip(initial, trained) if a.shape == b.shape)

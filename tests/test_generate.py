@@ -12,6 +12,8 @@ import pytest
 from conftest import REPO, generate, tiny_args
 from data import SPLITS, DataError, Split
 
+pytestmark = pytest.mark.slow  # every test renders with pybullet
+
 
 def dataset_bytes(data_dir):
     """{relative path: bytes} of every file of a data dir."""

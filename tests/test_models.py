@@ -1,9 +1,7 @@
 import numpy as np
 
-from models import SEED_CONFIG, ModelConfig, embedding_model, scene_model
-
-TINY_MODEL = ModelConfig(obj_filters=(4, 4, 4, 8), embedding_dim=8, scene_size=128, scene_filters=(4, 4, 4, 8, 8, 8),
-                         classifier_filters=(8, 4))
+from conftest import TINY_MODEL
+from models import SEED_CONFIG, embedding_model, scene_model
 
 
 def counts(model):

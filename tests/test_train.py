@@ -1,63 +1,20 @@
+import dataclasses
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 
+import test as yolz_test
 import train
-from data import EpisodeLoader, Split
-from models import embedding_model, load_config, save_config, scene_model
-from test_models import TINY_MODEL
-
-
-@pytest.fixture(scope="module")
-def model_config(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("config") / "model_config.json")
-    save_config(path, TINY_MODEL)
-    return path
-
-
-def run(tiny_data, run_dir, model_config, *extra):
-    train.main(["--data-dir", tiny_data, "--run-dir", str(run_dir), "--model-config", model_config,
-                "--num-objects", "3", "--num-views", "2", "--steps", "4", "--checkpoint-every", "2",
-                "--eval-every", "4", "--eval-episodes", "2", "--log-every", "2", "--warmup-steps", "0", *extra])
-
-
-def weights(run_dir, name="", step=None):
-    """All weights of both models saved in a run dir (or one of its checkpoints), as arrays."""
-    directory = os.path.join(run_dir, "checkpoints", f"step_{step:07d}") if step else str(run_dir)
-    config = load_config(os.path.join(run_dir, "model_config.json"))
-    out = []
-    for model, file in ((embedding_model(config), "embedding"), (scene_model(config), "scene")):
-        model.load_weights(os.path.join(directory, f"{file}.weights.h5"))
-        out += [np.asarray(v) for v in model.weights]
-    return out
-
-
-def test_step_lowers_the_loss_on_a_fixed_batch(tiny_data, model_config):
-    args = train.parse_args(["--run-dir", "unused", "--model-config", model_config, "--learning-rate", "3e-3",
-                             "--schedule", "constant", "--warmup-steps", "0"])
-    split = Split(tiny_data, "train")
-    _, step = train.build(args, split)
-    params, nt_params = train.model_state(step.embedding, step.scene)
-    opt_state = step.optimizer.init(params)
-    batch = next(EpisodeLoader(split, 3, 2, seed=0, training=True, num_absent=1).batches(2))
-    batch = {k: batch[k] for k in train.TRAIN_KEYS}
-    losses = []
-    for _ in range(12):
-        params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, step)
-        losses.append({k: float(v) for k, v in metrics.items()})
-    assert losses[-1]["loss"] < 0.9 * losses[0]["loss"]
-    assert losses[-1]["contrastive_loss"] < losses[0]["contrastive_loss"]
-    assert losses[-1]["scene_loss"] < losses[0]["scene_loss"]
-    assert losses[-1]["objectness_loss"] < losses[0]["objectness_loss"]
-    assert losses[-1]["box_loss"] < losses[0]["box_loss"]
+from conftest import REPO, train_run, weights
 
 
 def test_run_dir_describes_itself_and_resume_matches_a_straight_run(tiny_data, model_config, tmp_path):
     straight = tmp_path / "straight"
-    run(tiny_data, straight, model_config)
+    train_run(tiny_data, straight, model_config)
     options = json.loads((straight / "options.json").read_text())
     assert options["steps"] == 4 and options["seed"] == 0
     assert json.loads((straight / "model_config.json").read_text())["scene_size"] == 128
@@ -82,7 +39,7 @@ def test_run_dir_describes_itself_and_resume_matches_a_straight_run(tiny_data, m
 
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, model_config, tmp_path):
     with pytest.raises(SystemExit, match=r"loss is (nan|inf) at step \d+.*last good checkpoint"):
-        run(tiny_data, tmp_path / "run", model_config, "--learning-rate", "1e30", "--checkpoint-every", "1",
+        train_run(tiny_data, tmp_path / "run", model_config, "--learning-rate", "1e30", "--checkpoint-every", "1",
             "--steps", "50")
     latest = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())
     assert latest["step"] < 50
@@ -95,7 +52,41 @@ def test_data_and_model_config_must_agree(tiny_data, model_config, tmp_path):
         train.main(["--data-dir", tiny_data, "--run-dir", str(tmp_path / "r"), "--model-config", "cpu"])
     with pytest.raises(SystemExit, match="has no checkpoint to resume from"):
         os.makedirs(tmp_path / "empty")
-        (tmp_path / "empty" / "options.json").write_text(json.dumps(vars(train.parse_args(
-            ["--data-dir", tiny_data, "--run-dir", str(tmp_path / "empty"), "--model-config", model_config,
-             "--steps", "4", "--warmup-steps", "0"]))))
+        hp = train.Hyperparameters(model_config=model_config, steps=4, warmup_steps=0)
+        options = {**dataclasses.asdict(hp), "data_dir": tiny_data, "run_dir": str(tmp_path / "empty")}
+        (tmp_path / "empty" / "options.json").write_text(json.dumps(options))
         train.main(["--resume", str(tmp_path / "empty")])
+
+
+def test_options_json_holds_every_hyperparameter_and_resume_reads_them_back(trained):
+    options = json.loads((trained / "options.json").read_text())
+    hp = train.Hyperparameters.from_options(options)
+    assert {f.name for f in dataclasses.fields(hp)} <= set(options)
+    assert hp.steps == 4 and hp.num_views == 2 and hp.num_objects == 3  # as train_run asked
+    resumed, launch = train.parse_args(["--resume", str(trained)])
+    assert resumed == hp and launch.run_dir == str(trained) and launch.data_dir == options["data_dir"]
+
+
+def script_defaults(script):
+    """{VARIABLE: value} of a shell script's `: "${VARIABLE:=value}"` lines."""
+    text = open(os.path.join(REPO, script)).read()
+    return dict(re.findall(r'^: "\$\{(\w+):=([^}]*)\}"', text, flags=re.M))
+
+
+@pytest.mark.parametrize("script, parser", [("v3_train.sh", train.make_parser), ("v3_test.sh", yolz_test.make_parser)])
+def test_shell_scripts_defaults_are_the_pythons(script, parser):
+    """Users edit the variables at the top of the scripts; each must say what the Python default is."""
+    parser = parser()
+    flags = {a.dest: a for a in parser._actions}
+    checked = 0
+    for name, value in script_defaults(script).items():
+        action = flags.get(name.lower())
+        if action is None or action.default is None:
+            continue  # not a flag, or a launch setting with no default (RUN_DIR, the multi-host ones)
+        converted = (action.type or str)(value) if value else value
+        assert converted == action.default, f"{script}: {name}={value} but the flag's default is {action.default}"
+        checked += 1
+    assert checked >= 5
+    text = open(os.path.join(REPO, script)).read()
+    for name in script_defaults(script):  # every variable reaches the command line
+        assert f'"${name}"' in text.split("set -x", 1)[1] or name in ("RUN_DIR",), name

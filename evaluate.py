@@ -1,0 +1,195 @@
+"""One evaluator for every evaluation: validation during training, the zero-shot test, the
+baselines and the ablations ask the same queries and score them with the same functions.
+
+    run, split = load("pretrained", "data/small", "test")
+    pred = evaluate(split, model_answer(run.models, run.params, run.nt_params), num_views=4, num_absent=4)
+    figures = {**cell_figures(pred), **box_figures(pred, OPERATING_THRESHOLD)}
+
+A query is a scene, an object and N reference views of it. Episode i of an inference-mode
+EpisodeLoader asks C objects present in one scene and K absent ones (empty targets); with C =
+every object of a scene, episodes 0..S-1 show each scene once. An `answer(batch)` maps a batch
+of episodes to per-cell scores and, per query, candidate boxes; `evaluate` batches, keeps the
+candidates over `min_score` after NMS, and collects everything as `Predictions`.
+"""
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from boxes import decode, select, visible
+from data import GREY, EpisodeLoader, Split
+from metrics import average_precision, box_metrics, match_detections, pixel_metrics, recall_at_1
+from models import INFERENCE_KEYS, check_scene_size, embed_objects, infer_batch, load_run
+
+OPERATING_THRESHOLD = 0.2  # box score a detection is reported at: best box F1 on validation, pretrained/
+OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 0.05))
+MIN_SCORE = 0.01  # lowest box score kept for AP
+NMS_IOU = 0.5
+EPISODE_KEYS = (*INFERENCE_KEYS, "masks", "obj_ids", "boxes")
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """Every query's answer and truth; S episodes of Q = C present + K absent queries."""
+
+    probs: np.ndarray  # (S, Q, G, G) float32 scores in [0, 1]
+    masks: np.ndarray  # (S, Q, G, G) uint8 {0, 1} targets (all 0 for absent queries)
+    obj_ids: np.ndarray  # (S, Q) int
+    boxes: np.ndarray  # (S, Q, I, 4) int16 true pixel boxes, -1 rows hidden
+    detections: list  # [S][Q] of ((n, 4) boxes, (n,) scores), best first; [] without boxes
+    num_present: int  # C: queries [0, C) present, [C, Q) absent
+    scene_index: np.ndarray  # (S,) the split's scene each episode shows
+    loader: EpisodeLoader  # loader.episode(s) is episode s again (for pictures)
+    scenes_per_s: float  # answering, loading and box selection; the first (compiling) call left out
+    compile_s: float  # the first call
+
+
+def evaluation_parser(description, out_dir_help, run_dir_help="a finished run of train.py (v3_train.sh)"):
+    """An argparse parser with the flags every evaluation entry point takes (test, baselines, ablations)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--run-dir", default="pretrained", help=run_dir_help)
+    parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
+    parser.add_argument("--split", choices=("test", "validation"), default="test")
+    parser.add_argument("--out-dir", help=out_dir_help)
+    parser.add_argument("--absent-queries", type=int, default=4, help="K: objects NOT in the scene queried per scene")
+    parser.add_argument("--min-score", type=float, default=MIN_SCORE, help="lowest box score kept for AP")
+    parser.add_argument("--nms-iou", type=float, default=NMS_IOU, help="non-max suppression IoU")
+    return parser
+
+
+def load(run_dir, data_dir, split_name):
+    """A finished run and the split it is evaluated on -> (models.Run, data.Split); a DataError if
+    they do not fit together."""
+    run = load_run(run_dir)
+    split = Split(data_dir, split_name)
+    check_scene_size(split, run.config)
+    return run, split
+
+
+def model_answer(models, params, nt_params):
+    """The models' answer(batch) -> ((B, Q, G, G) P(object), [B][Q] of (all decoded boxes, scores) or
+    None without a box head)."""
+    config = models.config
+
+    def answer(batch):
+        probs, raw, _ = infer_batch(params, nt_params, {k: batch[k] for k in INFERENCE_KEYS}, models)
+        if raw is None:
+            return np.asarray(probs), None
+        decoded = [[decode(r, config.priors, config.stride) for r in scene] for scene in np.asarray(raw)]
+        return np.asarray(probs), decoded
+
+    return answer
+
+
+def evaluate(split, answer, *, num_views, num_objects=None, num_absent=0, num_episodes=None, batch_size=8,
+             background="grey", seed=0, min_score=MIN_SCORE, nms_iou=NMS_IOU, desc=None):
+    """Episodes 0..num_episodes-1 (default: one per scene) of C = num_objects (default: all of a
+    scene's) present and K = num_absent absent queries, N = num_views reference views on
+    `background`, answered `batch_size` episodes at a time -> Predictions. A short last batch is
+    padded with episode 0, so a jitted answer compiles once. desc: a progress bar's label."""
+    loader = EpisodeLoader(split, num_objects or split.objects_per_scene, num_views, seed, training=False,
+                           num_absent=num_absent, positives=False, background=background)
+    num = num_episodes or split.num_scenes
+
+    def batch_at(start):
+        episodes = [loader.episode(i if i < num else 0) for i in range(start, start + batch_size)]
+        return {k: np.stack([e[k] for e in episodes]) for k in EPISODE_KEYS}
+
+    started = time.perf_counter()
+    answer(batch_at(0))
+    compiled = time.perf_counter()
+    probs, masks, obj_ids, true_boxes, found = [], [], [], [], []
+    for start in tqdm(range(0, num, batch_size), desc=desc, unit="batch", dynamic_ncols=True, disable=desc is None):
+        batch = batch_at(start)
+        scores, candidates = answer(batch)
+        probs.append(scores)
+        masks.append(batch["masks"])
+        obj_ids.append(batch["obj_ids"])
+        true_boxes.append(batch["boxes"])
+        if candidates is not None:
+            found += [[select(b, s, min_score, nms_iou) for b, s in scene] for scene in candidates[:num - start]]
+    return Predictions(probs=np.concatenate(probs)[:num], masks=np.concatenate(masks)[:num],
+                       obj_ids=np.concatenate(obj_ids)[:num], boxes=np.concatenate(true_boxes)[:num],
+                       detections=found, num_present=loader.num_objects,
+                       scene_index=np.array([loader.scene_index(i) for i in range(num)]), loader=loader,
+                       scenes_per_s=num / (time.perf_counter() - compiled), compile_s=compiled - started)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures of Predictions
+
+
+def cell_figures(pred, retrieval_recall=None):
+    """The per-cell figures, pooled and per object, over the queries of objects present."""
+    c = pred.num_present
+    probs, masks, obj_ids = pred.probs[:, :c], pred.masks[:, :c], pred.obj_ids[:, :c]
+    out = pixel_metrics(probs, masks)
+    per_object = {}
+    for obj_id in np.unique(obj_ids):
+        where = obj_ids == obj_id  # (S, C) bool
+        ap = average_precision(probs[where], masks[where])
+        per_object[str(int(obj_id))] = ap if np.isfinite(ap) else None  # None: hidden in all its scenes
+    finite = [v for v in per_object.values() if v is not None]
+    out.update({"mean_per_object_average_precision": float(np.mean(finite)) if finite else float("nan"),
+                "per_object_average_precision": per_object, "retrieval_recall@1": retrieval_recall,
+                "num_scenes": int(len(probs)), "num_objects": int(len(per_object)),
+                "num_pairs": int(probs.shape[0] * probs.shape[1])})
+    return out
+
+
+def box_queries(pred):
+    """-> (present, absent): (boxes, scores, visible true boxes) of each query's detections."""
+    present, absent = [], []
+    for s, row in enumerate(pred.detections):
+        for q, (boxes, scores) in enumerate(row):
+            (present if q < pred.num_present else absent).append((boxes, scores, visible(pred.boxes[s, q])))
+    return present, absent
+
+
+def box_figures(pred, threshold):
+    """Box AP over every query (absent ones add only false positives), AP of present queries alone,
+    false positives per absent query at the operating threshold, and the operating points."""
+    present, absent = box_queries(pred)
+    out = {f"box_{k}": v for k, v in box_metrics(present + absent).items()}
+    out.update({f"box_{k}_present_only": v for k, v in box_metrics(present).items() if k.startswith("ap")})
+    out.update({"absent_queries": len(absent), "box_threshold": threshold,
+                "absent_false_positives_per_query": false_positives_per_query([sc for _, sc, _ in absent], threshold),
+                "box_operating_points": operating_points(present, absent)})
+    return out
+
+
+def false_positives_per_query(absent_scores, threshold):
+    """Mean number of an absent object's detections scoring at least the threshold (all are false)."""
+    return float(np.mean([np.sum(sc >= threshold) for sc in absent_scores])) if absent_scores else float("nan")
+
+
+def operating_points(present, absent, thresholds=OPERATING_THRESHOLDS):
+    """Box precision, recall and F1 at IoU 0.5 (absent queries' detections counted) and false
+    positives per absent query, at each score threshold: where to operate."""
+    scores = np.concatenate([sc for _, sc, _ in present + absent])
+    hits = np.concatenate([match_detections(b, sc, tb, 0.5) for b, sc, tb in present + absent])
+    num_true = sum(len(tb) for _, _, tb in present)
+    points = {}
+    for t in thresholds:
+        kept = scores >= t
+        tp = int(np.sum(hits & kept))
+        precision, recall = tp / max(int(kept.sum()), 1), tp / max(num_true, 1)
+        points[str(t)] = {"precision": precision, "recall": recall,
+                          "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+                          "absent_false_positives_per_query": false_positives_per_query([sc for _, sc, _ in absent], t)}
+    return points
+
+
+def retrieval_recall(split, run, num_views):
+    """recall@1 of each object's mean embedding of views [0, N) among all objects' views [N, 2N);
+    None when the split has fewer than 2N views per object."""
+    if 2 * num_views > split.views_per_object:
+        return None
+    views = np.stack([split.views(i)[:2 * num_views] for i in split.object_ids])  # (K, 2N, h, w, 4) uint8
+    grey = np.full((*views.shape[:1], num_views, 3), GREY, dtype=np.uint8)  # (K, N, 3)
+    queries = embed_objects(run.params, run.nt_params, views[:, :num_views], grey, run.models)
+    keys = embed_objects(run.params, run.nt_params, views[:, num_views:], grey, run.models)
+    return recall_at_1(np.asarray(queries), np.asarray(keys))

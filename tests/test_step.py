@@ -1,0 +1,92 @@
+"""The loss and one real train step on synthetic arrays: seconds, no pybullet. Run these
+(`pytest -m "not slow"`) after editing losses.py, models.py or train.loss_fn."""
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+import train
+from conftest import TINY_MODEL
+from models import build_models, model_state
+
+B, Q, N = 2, 4, 2  # scenes, queries per scene (the last one absent), views per object
+PRIORS = ((12.0, 12.0), (20.0, 20.0))
+jitted = functools.partial(jax.jit, static_argnames=("models", "hp"))  # op by op, a grad takes ~30 s
+
+
+def synthetic_batch(config, seed=0):
+    """A batch in the loader's layout where object q is a square of colour q: views of it are that
+    colour, the scene shows it where its box and mask say. Query Q-1 is absent (empty targets)."""
+    rng = np.random.default_rng(seed)
+    s, g, v = config.scene_size, config.grid_size, config.view_size
+    colours = rng.integers(0, 256, (Q, 3), dtype=np.uint8)
+    scene = np.full((B, s, s, 3), 128, np.uint8)
+    masks = np.zeros((B, Q, g, g), np.uint8)
+    boxes = np.full((B, Q, 2, 4), -1, np.int16)  # (B, Q, I, 4), -1 rows hidden
+    for b in range(B):
+        for q in range(Q - 1):
+            x0, y0 = rng.integers(0, s - 24, 2)
+            size = int(rng.integers(10, 24))
+            scene[b, y0:y0 + size, x0:x0 + size] = colours[q]
+            boxes[b, q, 0] = (x0, y0, x0 + size, y0 + size)
+            cell = s // g
+            masks[b, q, y0 // cell:(y0 + size - 1) // cell + 1, x0 // cell:(x0 + size - 1) // cell + 1] = 1
+    views = np.zeros((B, Q, 2 * N, v, v, 4), np.uint8)  # transparent around a centred square
+    views[..., v // 4:3 * v // 4, v // 4:3 * v // 4, :3] = colours[None, :, None, None, None]
+    views[..., v // 4:3 * v // 4, v // 4:3 * v // 4, 3] = 255
+    backgrounds = rng.integers(0, 256, (B, Q, 2 * N, 3), dtype=np.uint8)
+    return {"anchors": views[:, :, :N], "anchor_backgrounds": backgrounds[:, :, :N], "positives": views[:, :, N:],
+            "positive_backgrounds": backgrounds[:, :, N:], "scene": scene, "masks": masks, "boxes": boxes}
+
+
+def setup(priors=PRIORS, **hyperparameters):
+    hp = train.Hyperparameters(schedule="constant", warmup_steps=0, num_priors=len(priors), **hyperparameters)
+    models = build_models(dataclasses.replace(TINY_MODEL, priors=priors), seed=0)
+    return hp, models, synthetic_batch(models.config)
+
+
+@pytest.mark.parametrize("priors", [PRIORS, ()])
+def test_loss_is_the_weighted_sum_of_finite_terms(priors):
+    hp, models, batch = setup(priors, contrastive_loss_weight=2.0, classifier_loss_weight=30.0, box_loss_weight=0.5)
+    params, nt_params = model_state(models)
+    loss, (new_nt, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
+    metrics = {k: float(v) for k, v in metrics.items()}
+    assert all(np.isfinite(v) for v in metrics.values())
+    expected = 2.0 * metrics["contrastive_loss"] + 30.0 * metrics["classifier_loss"]
+    if priors:
+        assert metrics["box_loss"] == pytest.approx(metrics["box_objectness_loss"] + metrics["box_coordinates_loss"])
+        expected += 0.5 * metrics["box_loss"]
+    else:
+        assert not [k for k in metrics if k.startswith("box")]
+    assert metrics["loss"] == pytest.approx(float(loss)) == pytest.approx(expected, rel=1e-5)
+    # training mode updates the batch-norm moving statistics, shapes kept
+    assert [np.shape(v) for v in new_nt[0]] == [np.shape(v) for v in nt_params[0]]
+    assert not all(np.allclose(a, b) for a, b in zip(new_nt[1], nt_params[1]))
+
+
+def test_train_steps_lower_every_loss_term_on_a_fixed_batch():
+    hp, models, batch = setup(learning_rate=3e-3)
+    optimizer = train.make_optimizer(hp)
+    params, nt_params = model_state(models)
+    opt_state = optimizer.init(params)
+    history = []
+    for _ in range(12):
+        params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, models, hp,
+                                                                 optimizer)
+        history.append({k: float(v) for k, v in metrics.items()})
+    first, last = history[0], history[-1]
+    assert last["loss"] < 0.9 * first["loss"]
+    for term in ("contrastive_loss", "classifier_loss", "box_objectness_loss", "box_coordinates_loss"):
+        assert last[term] < first[term], term
+    assert first["grad_norm"] > 0
+
+
+def test_stop_scene_gradient_keeps_the_scene_loss_off_the_embeddings():
+    hp, models, batch = setup(stop_scene_gradient=True, contrastive_loss_weight=0.0)
+    params, nt_params = model_state(models)
+    grads, _ = jitted(jax.grad(train.loss_fn, has_aux=True))(params, nt_params, batch, models, hp)
+    assert all(float(np.abs(g).max()) == 0 for g in grads[0])  # embedding's
+    assert any(float(np.abs(g).max()) > 0 for g in grads[1])  # scene's
