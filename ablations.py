@@ -18,7 +18,7 @@ from data import DataError, write_json_atomic  # noqa: E402
 from evaluate import (OPERATING_THRESHOLD, box_figures, cell_figures, evaluate, evaluation_parser, load,  # noqa: E402
                       model_answer)
 from models import enable_compilation_cache  # noqa: E402
-from util import save_figure  # noqa: E402
+from util import positive_int, save_figure  # noqa: E402
 
 
 def plot(path, rows, trained_views):
@@ -41,10 +41,10 @@ def plot(path, rows, trained_views):
 
 def main(argv=None):
     parser = evaluation_parser(__doc__, "default: RUN_DIR/ablations, for ablations.json and ablations.png")
-    parser.add_argument("--views", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="values of N, on grey")
-    parser.add_argument("--random-views", type=int, nargs="*", default=[1, 4, 16],
+    parser.add_argument("--views", type=positive_int, nargs="+", default=[1, 2, 4, 8, 16], help="values of N, on grey")
+    parser.add_argument("--random-views", type=positive_int, nargs="*", default=[1, 4, 16],
                         help="values of N also tried on random background colours")
-    parser.add_argument("--batch-size", type=int, default=8, help="scenes per eval step")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="scenes per eval step")
     args = parser.parse_args(argv)
     out_dir = args.out_dir or os.path.join(args.run_dir, "ablations")
     enable_compilation_cache()

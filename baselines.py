@@ -29,6 +29,7 @@ from evaluate import (OPERATING_THRESHOLD, box_figures, box_queries, cell_figure
                       evaluation_parser, load, model_answer, operating_points)
 from models import embed_objects, enable_compilation_cache  # noqa: E402
 from test import plot_pr_curves  # noqa: E402
+from util import non_negative_int, positive_int  # noqa: E402
 
 
 def view_templates(views, sizes):
@@ -125,10 +126,12 @@ def scored(name, pred):
 def main(argv=None):
     parser = evaluation_parser(__doc__, "default: RUN_DIR/baselines, for baselines.json and baselines_pr.png",
                                run_dir_help="the yolz run compared (and whose embeddings are used)")
-    parser.add_argument("--num-views", type=int, default=0, help="N reference views per query; 0: the run's own N")
-    parser.add_argument("--template-sizes", type=int, nargs="+", default=[16, 24, 32],
+    parser.add_argument("--num-views", type=non_negative_int, default=0,
+                        help="N reference views per query; 0: the run's own N")
+    parser.add_argument("--template-sizes", type=positive_int, nargs="+", default=[16, 24, 32],
                         help="longer side, in scene pixels, each template is matched at")
-    parser.add_argument("--window", type=int, default=32, help="embedding baseline: crop size around each cell")
+    parser.add_argument("--window", type=positive_int, default=32,
+                        help="embedding baseline: crop size around each cell")
     parser.add_argument("--methods", nargs="+", choices=("yolz", "template", "embedding"),
                         default=["yolz", "template", "embedding"])
     args = parser.parse_args(argv)

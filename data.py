@@ -52,8 +52,15 @@ def write_json_atomic(path, obj):
 
 
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    """A JSON file's contents; a DataError naming the file if it is missing or not valid JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not valid JSON ({error}): truncated or edited? Restore it, or remake what "
+                        "holds it") from None
 
 
 # ---------------------------------------------------------------------------------------------

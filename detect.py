@@ -19,21 +19,27 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
+from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 
 from boxes import detections  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
 from evaluate import NMS_IOU, OPERATING_THRESHOLD  # noqa: E402
 from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
-from util import draw_boxes, palette, save_png  # noqa: E402
+from util import draw_boxes, io_error_line, palette, save_png, unit_interval  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def read_image(path):
-    """Any image file -> (H, W, 4) uint8 RGBA (opaque unless the file has transparency)."""
+    """Any image file -> (H, W, 4) uint8 RGBA (opaque unless the file has transparency), turned as
+    its EXIF orientation says (as viewers show it), 16-bit greyscale scaled to 8 bits."""
     try:
         with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # convert("RGBA") would clip these to white
+                grey = np.asarray(image, dtype=np.float64)
+                high = 65535.0 if image.mode.startswith("I;16") or grey.max() > 255 else 255.0
+                image = Image.fromarray(np.round(np.clip(grey / high, 0, 1) * 255).astype(np.uint8), "L")
             return np.asarray(image.convert("RGBA"))
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
@@ -125,21 +131,41 @@ def parse_args(argv=None):
     refs.add_argument("--refs", nargs="+", help="reference views of one object")
     refs.add_argument("--refs-dir", help="one sub-folder of reference views per object, named by the folder")
     parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
-    parser.add_argument("--threshold", type=float, default=OPERATING_THRESHOLD,
+    parser.add_argument("--threshold", type=unit_interval, default=OPERATING_THRESHOLD,
                         help="lowest score reported; the best box F1 on the validation split (default: %(default)s)")
-    parser.add_argument("--nms-iou", type=float, default=NMS_IOU, help="non-max suppression IoU (default: %(default)s)")
-    parser.add_argument("--out", help="write the scene with the detections drawn here (PNG)")
+    parser.add_argument("--nms-iou", type=unit_interval, default=NMS_IOU,
+                        help="non-max suppression IoU (default: %(default)s)")
+    parser.add_argument("--out", help="write the scene with the detections drawn here (PNG, or the format its "
+                        "suffix names: .jpg, .webp, ...)")
     return parser.parse_args(argv)
+
+
+def check_out(path):
+    """A DataError unless an image can be written at path: checked before inference, so that a bad
+    --out never costs the detections."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise DataError(f"--out {path} is a directory: give a file name, e.g. {os.path.join(path, 'found.png')}")
+    if not os.path.isdir(directory):
+        raise DataError(f"--out {path}: the directory {directory} does not exist: create it first")
+    if not os.access(directory, os.W_OK):
+        raise DataError(f"--out {path}: the directory {directory} is not writable")
+    if os.path.splitext(path)[1].lower() not in Image.registered_extensions():
+        raise DataError(f"--out {path}: unknown image type; end the name with .png or .jpg")
 
 
 def main(argv=None):
     enable_compilation_cache()
     args = parse_args(argv)
     try:
+        if args.out:
+            check_out(args.out)
         result = detect(args.scene, references(args.refs, args.refs_dir), args.run_dir, args.threshold, args.nms_iou,
                         args.out)
     except DataError as error:
         sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(io_error_line(error))
     print(json.dumps(result, indent=1))
     return result
 

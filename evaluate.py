@@ -23,6 +23,7 @@ from boxes import decode, select, visible
 from data import GREY, EpisodeLoader, Split
 from metrics import average_precision, box_metrics, match_detections, pixel_metrics, recall_at_1
 from models import INFERENCE_KEYS, check_scene_size, embed_objects, infer_batch, load_run
+from util import non_negative_int, unit_interval
 
 OPERATING_THRESHOLD = 0.2  # box score a detection is reported at: best box F1 on validation, pretrained/
 OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 0.05))
@@ -54,9 +55,10 @@ def evaluation_parser(description, out_dir_help, run_dir_help="a finished run of
     parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
     parser.add_argument("--split", choices=("test", "validation"), default="test")
     parser.add_argument("--out-dir", help=out_dir_help)
-    parser.add_argument("--absent-queries", type=int, default=4, help="K: objects NOT in the scene queried per scene")
-    parser.add_argument("--min-score", type=float, default=MIN_SCORE, help="lowest box score kept for AP")
-    parser.add_argument("--nms-iou", type=float, default=NMS_IOU, help="non-max suppression IoU")
+    parser.add_argument("--absent-queries", type=non_negative_int, default=4,
+                        help="K: objects NOT in the scene queried per scene")
+    parser.add_argument("--min-score", type=unit_interval, default=MIN_SCORE, help="lowest box score kept for AP")
+    parser.add_argument("--nms-iou", type=unit_interval, default=NMS_IOU, help="non-max suppression IoU")
     return parser
 
 

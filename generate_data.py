@@ -4,7 +4,7 @@
 
 Each chunk has its own seed (derived from --seed, the split and the chunk index), so the
 output is byte-identical whatever --workers, --out-dir or the caller's environment (within one
-installation: README, Data), and a killed run that is started again skips the chunks already
+installation: docs/data.md), and a killed run that is started again skips the chunks already
 written and ends with the same dataset as an uninterrupted one. K machines sharing --out-dir each render a share of the chunks
 with --shard-index 0..K-1 --shard-count K; whichever finishes last writes the manifests.
 """
@@ -20,13 +20,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 import numpy as np
 from tqdm import tqdm
 
 from data import (FORMAT_VERSION, SPLITS, DataError, check_disjoint, chunk_is_valid, parse_id_range,
                   read_json, stored_checksum, write_chunk, write_json_atomic)
-from render import Renderer
+from render import NUM_OBJECTS, Renderer
+from util import io_error_line, non_negative_int, positive_int
 
 PROFILES = {
     # the CPU demo: smaller scenes to suit the CPU model config
@@ -46,21 +48,26 @@ def parse_args(argv=None):
                         help="sizes below left unset take this profile's value: " + "; ".join(
                             f"{name}: {', '.join(f'{k}={v}' for k, v in sizes.items())}"
                             for name, sizes in PROFILES.items()))
-    parser.add_argument("--seed", type=int, default=0, help="seeds every random choice of the dataset")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="render processes")
-    parser.add_argument("--shard-index", type=int, default=0, help="this machine's share of the chunks, 0 first")
-    parser.add_argument("--shard-count", type=int, default=1, help="machines rendering into one --out-dir")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seeds every random choice of the dataset")
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="render processes")
+    parser.add_argument("--shard-index", type=non_negative_int, default=0,
+                        help="this machine's share of the chunks, 0 first")
+    parser.add_argument("--shard-count", type=positive_int, default=1, help="machines rendering into one --out-dir")
     for split, ids in zip(SPLITS, ("0-799", "800-899", "900-999")):
-        parser.add_argument(f"--{split}-ids", default=ids, help=f"object ids of the {split} split, inclusive")
-        parser.add_argument(f"--num-{split}-scenes", type=int, help=f"scenes in the {split} split")
-    parser.add_argument("--views-per-object", type=int, help="reference views rendered per object")
-    parser.add_argument("--scene-size", type=int, help="scene width = height in pixels")
-    parser.add_argument("--grid-size", type=int, help="label grid width = height (scene size / 8 in the original)")
-    parser.add_argument("--view-size", type=int, default=64, help="reference view width = height in pixels")
-    parser.add_argument("--objects-per-scene", type=int, default=16, help="distinct objects per scene (K)")
-    parser.add_argument("--instances-per-object", type=int, default=4, help="copies of each object per scene (I)")
-    parser.add_argument("--scenes-per-chunk", type=int, default=16, help="scenes per chunk file")
-    parser.add_argument("--objects-per-chunk", type=int, default=50, help="objects' views per chunk file")
+        parser.add_argument(f"--{split}-ids", default=ids, help=f"object ids of the {split} split, inclusive, within "
+                            f"0-{NUM_OBJECTS - 1}")
+        parser.add_argument(f"--num-{split}-scenes", type=non_negative_int, help=f"scenes in the {split} split")
+    parser.add_argument("--views-per-object", type=positive_int, help="reference views rendered per object")
+    parser.add_argument("--scene-size", type=positive_int, help="scene width = height in pixels")
+    parser.add_argument("--grid-size", type=positive_int,
+                        help="label grid width = height (scene size / 8 in the original)")
+    parser.add_argument("--view-size", type=positive_int, default=64, help="reference view width = height in pixels")
+    parser.add_argument("--objects-per-scene", type=positive_int, default=16, help="distinct objects per scene (K)")
+    parser.add_argument("--instances-per-object", type=positive_int, default=4,
+                        help="copies of each object per scene (I)")
+    parser.add_argument("--scenes-per-chunk", type=positive_int, default=16, help="scenes per chunk file")
+    parser.add_argument("--objects-per-chunk", type=positive_int, default=50, help="objects' views per chunk file")
     args = parser.parse_args(argv)
     for key, value in PROFILES[args.profile].items():
         if getattr(args, key) is None:
@@ -68,6 +75,20 @@ def parse_args(argv=None):
     if not 0 <= args.shard_index < args.shard_count:
         parser.error(f"--shard-index {args.shard_index} must be in 0..{args.shard_count - 1} (--shard-count "
                      f"{args.shard_count})")
+    if args.scene_size % args.grid_size:
+        parser.error(f"--scene-size {args.scene_size} must be a multiple of --grid-size {args.grid_size}")
+    for split in SPLITS:
+        text = getattr(args, f"{split}_ids")
+        try:
+            ids = parse_id_range(text)
+        except ValueError as error:
+            parser.error(f"--{split}-ids: {error}")
+        if ids[0] < 0 or ids[-1] >= NUM_OBJECTS:
+            parser.error(f"--{split}-ids {text}: pybullet has objects 0-{NUM_OBJECTS - 1} only")
+        if len(ids) < args.objects_per_scene:
+            parser.error(f"--{split}-ids {text} has fewer objects than --objects-per-scene {args.objects_per_scene}")
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        parser.error(f"--out-dir {args.out_dir} is a file: give a directory")
     return args
 
 
@@ -121,7 +142,7 @@ def render_chunk(config, chunk):
     return arrays
 
 
-# Bullet's results depend on the heap layout of the process it runs in (README, Data), so each
+# Bullet's results depend on the heap layout of the process it runs in (docs/data.md), so each
 # chunk renders in a fresh process whose state before rendering is the same whatever the run: a
 # fixed command, working dir, environment and job; where the chunk goes is sent only once it is
 # rendered.
@@ -131,9 +152,23 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+def exit_with_parent():
+    """Linux: the kernel kills this process when the one that started it dies (a killed run's
+    workers stop at once instead of rendering on)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):  # not Linux: such a worker finishes its chunk and writes nothing
+        return
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
+
+
 def worker_main():
     """A render process: a JSON job (config, chunk) on stdin, "rendered" on stdout, then the
     chunk's path on stdin, where the chunk is written atomically."""
+    exit_with_parent()
     config, chunk = json.loads(sys.stdin.readline())
     arrays = render_chunk(config, chunk)
     print("rendered", flush=True)
@@ -143,11 +178,27 @@ def worker_main():
         print("written", flush=True)
 
 
+RUNNING = set()  # worker processes in flight, killed when a run stops early
+RUNNING_LOCK = threading.Lock()
+STOPPING = threading.Event()
+
+
+def stop_workers():
+    with RUNNING_LOCK:
+        STOPPING.set()
+        for process in RUNNING:
+            process.kill()
+
+
 def run_worker(config, chunk, path):
     """Renders and writes one chunk in a fresh worker process (called from a thread)."""
     with tempfile.TemporaryFile("w+") as errors:  # a file, so that a chatty worker never blocks on it
-        process = subprocess.Popen(WORKER_COMMAND, cwd=REPO_DIR, env=WORKER_ENV, stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=errors, text=True)
+        with RUNNING_LOCK:
+            if STOPPING.is_set():
+                raise DataError("stopped")
+            process = subprocess.Popen(WORKER_COMMAND, cwd=REPO_DIR, env=WORKER_ENV, stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=errors, text=True)
+            RUNNING.add(process)
         process.stdin.write(json.dumps([config, chunk]) + "\n")
         process.stdin.flush()
         for line in process.stdout:  # pybullet may print its own lines first
@@ -157,15 +208,20 @@ def run_worker(config, chunk, path):
                 break
         process.stdin.close()
         out = process.stdout.read()
-        if process.wait() != 0 or "written" not in out:
+        process.wait()
+        with RUNNING_LOCK:
+            RUNNING.discard(process)
+        if process.returncode != 0 or "written" not in out:
             errors.seek(0)
-            raise RuntimeError(f"rendering {path} failed (exit code {process.returncode}):\n{errors.read()[-3000:]}")
+            last = ([line for line in errors.read().splitlines() if line.strip()] or ["no message"])[-1]
+            raise DataError(f"rendering {path} failed (exit code {process.returncode}: {last.strip()}); the chunks "
+                            "finished so far are kept: fix the cause and run the same command again to carry on")
     return chunk
 
 
 def render_code_sha256():
     """Of the modules a render worker runs: Bullet's results depend (rarely) on the worker's heap
-    layout, so on them too (README, Data)."""
+    layout, so on them too (docs/data.md)."""
     digest = hashlib.sha256()
     for module in ("render.py", "data.py", "generate_data.py"):
         with open(os.path.join(REPO_DIR, module), "rb") as f:
@@ -228,10 +284,6 @@ def prepare_out_dir(out_dir, config, own_chunks):
 def main(argv=None):
     args = parse_args(argv)
     config = generation_config(args)
-    for split in SPLITS:
-        if len(parse_id_range(config[f"{split}_ids"])) < config["objects_per_scene"]:
-            raise DataError(f"--{split}-ids {config[f'{split}_ids']} has fewer objects than "
-                            f"--objects-per-scene {config['objects_per_scene']}")
     check_disjoint([{"split": s, "object_ids": config[f"{s}_ids"]} for s in SPLITS])
     chunks = plan_chunks(config)
     own_chunks = chunks[args.shard_index::args.shard_count]
@@ -251,12 +303,19 @@ def main(argv=None):
     shard = f" (shard {args.shard_index} of {args.shard_count})" if args.shard_count > 1 else ""
     print(f"{len(own_chunks) - len(todo)} of {len(own_chunks)} chunks{shard} already in {args.out_dir}; rendering "
           f"{len(todo)} with {args.workers} workers")
-    with tqdm(total=len(todo), unit="chunk", desc="rendering") as bar, \
-            concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-        for future in concurrent.futures.as_completed([pool.submit(run_worker, config, chunk, path_of(chunk))
-                                                       for chunk in todo]):
-            future.result()
-            bar.update()
+    pool = concurrent.futures.ThreadPoolExecutor(args.workers)
+    STOPPING.clear()
+    try:
+        with tqdm(total=len(todo), unit="chunk", desc="rendering") as bar:
+            for future in concurrent.futures.as_completed([pool.submit(run_worker, config, chunk, path_of(chunk))
+                                                           for chunk in todo]):
+                future.result()
+                bar.update()
+    except BaseException:  # the first failed chunk, or Ctrl-C: no chunk is started after it
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_workers()
+        raise
+    pool.shutdown()
 
     # Each shard looks only after writing its own chunks, so of two finishing together at least one
     # sees all chunks present; both writing the same manifest atomically is harmless.
@@ -277,3 +336,7 @@ if __name__ == "__main__":
         main()
     except DataError as error:
         sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(io_error_line(error))
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the chunks finished so far are kept; run the same command again to carry on")

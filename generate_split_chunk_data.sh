@@ -4,7 +4,7 @@
 # Runtime on a 2-core CPU: small profile ~4 min (475 MB); full profile (the original's scale)
 # ~1 h (estimated from the small one, ~22 GB). Killed? Run it again: it carries on.
 # Result: $OUT_DIR/{train,validation,test}/manifest.json and $OUT_DIR/preview_train.png.
-# On K machines sharing $OUT_DIR: SHARD_INDEX=i SHARD_COUNT=K on machine i (README, Scaling out).
+# On K machines sharing $OUT_DIR: SHARD_INDEX=i SHARD_COUNT=K on machine i (docs/training.md, Scaling out).
 set -e
 cd "$(dirname "$0")"
 

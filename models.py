@@ -73,8 +73,13 @@ def save_config(path, config):
 
 
 def load_config(path):
-    with open(path) as f:
-        return ModelConfig.from_json(json.load(f))
+    """A ModelConfig from a model_config.json; a DataError naming the file if it does not describe one."""
+    obj = read_json(path)
+    unknown = set(obj) - {f.name for f in dataclasses.fields(ModelConfig)} if isinstance(obj, dict) else ()
+    if not isinstance(obj, dict) or unknown:
+        raise DataError(f"{path} is not a model config (unknown keys: {', '.join(sorted(unknown)) or 'not an object'}):"
+                        " give one written by train.py, or cpu / seed")
+    return ModelConfig.from_json(obj)
 
 
 @keras.saving.register_keras_serializable("yolz")

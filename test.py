@@ -7,12 +7,12 @@ it (N reference views on grey, the models in inference mode). Per-cell figures a
 objects present; box AP pools every query's detections (absent ones can only add false
 positives). Writes OUT_DIR (default RUN_DIR/test/), replacing it whole: metrics.json,
 pr_curve.png, pairs/*.png for a sample of (scene, object) pairs spread from worst to best and the
-worst absent queries, and index.html, which shows them.
+worst absent queries, and index.html, which shows them. An existing OUT_DIR is replaced only if
+test.py made it (or it is the default); a kill at any moment leaves the old results or the new.
 """
 
 import html
 import os
-import shutil
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -26,7 +26,9 @@ from evaluate import (MIN_SCORE, NMS_IOU, OPERATING_THRESHOLD, box_figures, cell
                       evaluation_parser, load, model_answer, retrieval_recall)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from util import atomic_write, draw_boxes, heatmap, hstack, save_figure, save_png, temp_path, upsample  # noqa: E402
+from util import (atomic_write, draw_boxes, heatmap, hstack, io_error_line, non_negative_int,  # noqa: E402
+                  positive_int, remove_stale_temps, save_figure, save_png, swap_dir, temp_path, unit_interval,
+                  upsample)
 
 
 def pair_ap(pred):
@@ -119,10 +121,32 @@ y_pred as alpha, scene, scene with y_true as alpha.</p>
         f.write(page)
 
 
+OUTPUT_MARKER = ".made-by-yolz-test"  # in every dir test.py writes: only such a dir is ever replaced
+
+
+def check_out_dir(out_dir, default):
+    """A DataError unless out_dir is new, empty, made by test.py (its marker), or the default
+    RUN_DIR/SPLIT: test.py replaces it whole, so it must never be a folder of the user's."""
+    if not os.path.exists(out_dir):
+        parent = os.path.dirname(os.path.abspath(out_dir))
+        if not os.path.isdir(parent):
+            raise DataError(f"--out-dir {out_dir}: its parent {parent} does not exist: create it first")
+        return
+    if not os.path.isdir(out_dir):
+        raise DataError(f"--out-dir {out_dir} is a file: give a new directory")
+    if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, OUTPUT_MARKER)) \
+            and os.path.abspath(out_dir) != os.path.abspath(default):
+        raise DataError(f"--out-dir {out_dir} holds files test.py did not write, and it replaces its output dir "
+                        "whole: give a new or empty directory")
+
+
 def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, background="grey", batch_size=8,
          num_pictures=48, absent_queries=4, threshold=OPERATING_THRESHOLD, min_score=MIN_SCORE, nms_iou=NMS_IOU):
     """Tests a run on a split and writes out_dir (default RUN_DIR/SPLIT) -> metrics.json's dict.
     num_views 0: the N the run trained with."""
+    default_out = os.path.join(run_dir, split_name)
+    out_dir = out_dir or default_out
+    check_out_dir(out_dir, default_out)
     run, split = load(run_dir, data_dir, split_name)
     num_views = num_views or run.options["num_views"]
     if num_views > split.views_per_object:
@@ -138,10 +162,10 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
                     "data_dir": data_dir, "split": split_name, "num_views": num_views, "background": background,
                     "device": jax.devices()[0].device_kind})
 
-    out_dir = out_dir or os.path.join(run_dir, split_name)
-    tmp = temp_path(out_dir.rstrip("/"))
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_stale_temps(out_dir)
+    tmp = temp_path(os.path.abspath(out_dir))
     os.makedirs(os.path.join(tmp, "pairs"))
+    open(os.path.join(tmp, OUTPUT_MARKER), "w").close()
 
     def draw(s, q):
         name = f"scene_{pred.scene_index[s]:04d}.obj_{pred.obj_ids[s, q]:03d}"
@@ -161,8 +185,7 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
                    metrics["positive_rate"])
     write_index(os.path.join(tmp, "index.html"), run_dir, metrics, rows, absent_rows)
     write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.rename(tmp, out_dir)
+    swap_dir(tmp, out_dir)
     print(f"{split_name} split, {metrics['num_objects']} objects never seen in training, {metrics['num_scenes']} "
           f"scenes: per-cell AP {metrics['average_precision']:.3f} (a constant guess: {metrics['positive_rate']:.3f}), "
           f"ROC AUC {metrics['roc_auc']:.3f}, F1@0.25 {metrics['f1@0.25']:.3f}, F1@0.5 {metrics['f1@0.5']:.3f}, "
@@ -177,13 +200,14 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
 
 def make_parser():
     parser = evaluation_parser(__doc__, "default: RUN_DIR/SPLIT")
-    parser.add_argument("--num-views", type=int, default=0, help="N reference views per object; 0: the run's own N")
+    parser.add_argument("--num-views", type=non_negative_int, default=0,
+                        help="N reference views per object; 0: the run's own N")
     parser.add_argument("--background", choices=("grey", "random"), default="grey",
                         help="colour the reference views are composited on (training used random ones)")
-    parser.add_argument("--batch-size", type=int, default=8, help="scenes per eval step")
-    parser.add_argument("--num-pictures", type=int, default=48,
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="scenes per eval step")
+    parser.add_argument("--num-pictures", type=non_negative_int, default=48,
                         help="(scene, object) pairs drawn, worst to best, and a quarter as many absent queries")
-    parser.add_argument("--threshold", type=float, default=OPERATING_THRESHOLD,
+    parser.add_argument("--threshold", type=unit_interval, default=OPERATING_THRESHOLD,
                         help="operating score of a box detection (best box F1 on the validation split, pretrained)")
     return parser
 
@@ -198,6 +222,8 @@ def main(argv=None):
                     nms_iou=args.nms_iou)
     except DataError as error:
         sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(io_error_line(error))
 
 
 if __name__ == "__main__":

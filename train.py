@@ -13,6 +13,7 @@ pictures, the loop.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -38,7 +39,9 @@ from metrics import box_metrics, pixel_metrics  # noqa: E402
 from models import (CPU_CONFIG, SEED_CONFIG, build_models, cell_outputs, check_scene_size,  # noqa: E402
                     embed_views, enable_compilation_cache, load_config, mean_embedding, model_state, save_config,
                     save_weights)
-from util import atomic_write, hstack, save_figure, save_png, temp_path, tile, tint, vstack  # noqa: E402
+from util import (RunDirLock, atomic_write, hstack, io_error_line, non_negative_float, non_negative_int,  # noqa: E402
+                  positive_float, positive_int, remove_stale_temps, save_figure, save_png, temp_path, tile, tint,
+                  unit_interval, vstack)
 
 MODEL_CONFIGS = {"seed": SEED_CONFIG, "cpu": CPU_CONFIG}
 
@@ -53,33 +56,37 @@ class Hyperparameters:
     as v3_train.sh's upper-case variable, what a user edits. Built by keyword only."""
 
     model_config: str = hyperparameter("cpu", "seed (the original's sizes), cpu (the demo's), or a model_config.json")
-    steps: int = hyperparameter(3000, "train steps in all")
-    scenes_per_step: int = hyperparameter(1, "B: scenes (episodes) per step, split over all devices")
-    num_objects: int = hyperparameter(16, "C: objects per scene per episode")
-    num_views: int = hyperparameter(4, "N: anchor (and positive) views per object")
+    steps: int = hyperparameter(3000, "train steps in all", type=positive_int)
+    scenes_per_step: int = hyperparameter(1, "B: scenes (episodes) per step, split over all devices",
+                                          type=positive_int)
+    num_objects: int = hyperparameter(16, "C: objects per scene per episode", type=positive_int)
+    num_views: int = hyperparameter(4, "N: anchor (and positive) views per object", type=positive_int)
     absent_queries_per_scene: int = hyperparameter(
-        4, "K: objects of the split NOT in the scene queried per episode, with empty targets")
+        4, "K: objects of the split NOT in the scene queried per episode, with empty targets", type=non_negative_int)
     optimizer: str = hyperparameter("adam", "the optax optimiser", choices=("adam", "adamw", "sgd"))
-    learning_rate: float = hyperparameter(1e-3, "peak learning rate")
+    learning_rate: float = hyperparameter(1e-3, "peak learning rate", type=positive_float)
     schedule: str = hyperparameter("cosine", "cosine: warmup then cosine decay to 0 at --steps",
                                    choices=("constant", "cosine"))
-    warmup_steps: int = hyperparameter(100, "linear warmup from 0")
-    weight_decay: float = hyperparameter(1e-4, "adamw only")
-    momentum: float = hyperparameter(0.9, "sgd only")
-    contrastive_loss_weight: float = hyperparameter(1.0, "of contrastive_loss")
+    warmup_steps: int = hyperparameter(100, "linear warmup from 0", type=non_negative_int)
+    weight_decay: float = hyperparameter(1e-4, "adamw only", type=non_negative_float)
+    momentum: float = hyperparameter(0.9, "sgd only", type=non_negative_float)
+    contrastive_loss_weight: float = hyperparameter(1.0, "of contrastive_loss", type=non_negative_float)
     classifier_loss_weight: float = hyperparameter(100.0, "of classifier_loss, the per-cell focal loss (~100x "
-                                                   "smaller than the contrastive one)")
-    box_loss_weight: float = hyperparameter(1.0, "of box_loss: the box head's objectness + coordinates losses")
-    temperature: float = hyperparameter(1.0, "of the contrastive softmax")
-    focal_alpha: float = hyperparameter(0.25, "of the focal losses (classifier and box objectness)")
-    focal_gamma: float = hyperparameter(2.0, "of the focal losses; 0: plain binary cross-entropy")
+                                                   "smaller than the contrastive one)", type=non_negative_float)
+    box_loss_weight: float = hyperparameter(1.0, "of box_loss: the box head's objectness + coordinates losses",
+                                            type=non_negative_float)
+    temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
+    focal_alpha: float = hyperparameter(0.25, "of the focal losses (classifier and box objectness)", type=unit_interval)
+    focal_gamma: float = hyperparameter(2.0, "of the focal losses; 0: plain binary cross-entropy",
+                                        type=non_negative_float)
     stop_scene_gradient: bool = hyperparameter(False, "no gradient from the scene loss into the embedding model")
-    num_priors: int = hyperparameter(3, "A: box priors per cell, k-means on the training boxes; 0: no box head")
-    seed: int = hyperparameter(0, "seeds the initial weights, the box priors and the loader")
-    checkpoint_every: int = hyperparameter(500, "steps between checkpoints")
-    eval_every: int = hyperparameter(500, "steps between validations")
-    eval_episodes: int = hyperparameter(48, "validation episodes per validation")
-    log_every: int = hyperparameter(10, "steps per line of train metrics")
+    num_priors: int = hyperparameter(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",
+                                     type=non_negative_int)
+    seed: int = hyperparameter(0, "seeds the initial weights, the box priors and the loader", type=non_negative_int)
+    checkpoint_every: int = hyperparameter(500, "steps between checkpoints", type=positive_int)
+    eval_every: int = hyperparameter(500, "steps between validations", type=positive_int)
+    eval_episodes: int = hyperparameter(48, "validation episodes per validation", type=positive_int)
+    log_every: int = hyperparameter(10, "steps per line of train metrics", type=positive_int)
 
     @classmethod
     def from_options(cls, options):
@@ -252,6 +259,7 @@ class Launch:
     data_dir: str
     run_dir: str
     resume: str | None = None
+    overwrite: bool = False
     coordinator_address: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
@@ -264,13 +272,16 @@ def make_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
     parser.add_argument("--run-dir", help="where weights, metrics and pictures go (required unless --resume)")
-    parser.add_argument("--resume", help="a run dir to continue; its hyperparameters and data dir are read from it")
+    parser.add_argument("--resume", help="a run dir to continue; its hyperparameters and data dir are read from it "
+                        "(--steps may be raised to train longer)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in --run-dir (its weights, checkpoints, metrics and pictures)")
     for field in dataclasses.fields(Hyperparameters):
         flag, meta = "--" + field.name.replace("_", "-"), dict(field.metadata)
         if field.type is bool:
             parser.add_argument(flag, action="store_true", help=meta["help"])
         else:
-            parser.add_argument(flag, type=field.type, default=field.default, **meta)
+            parser.add_argument(flag, default=field.default, **{"type": field.type, **meta})
     parser.add_argument("--coordinator-address", help="several processes (hosts): HOST:PORT of process 0 "
                         "(docs/training.md, Scaling out); left unset with the two below: one process")
     parser.add_argument("--num-processes", type=int, help="several processes: how many in all")
@@ -278,23 +289,92 @@ def make_parser():
     return parser
 
 
+RESUME_FLAGS = ("steps", *LAUNCH_OPTIONS)  # what --resume accepts besides: all else is the run's
+
+
+def given_flags(parser, argv):
+    """The dests of the options present on the command line (as opposed to left at their default)."""
+    words = {word.split("=", 1)[0] for word in argv if word.startswith("--")}
+    return {a.dest for a in parser._actions if words & set(a.option_strings)}
+
+
 def parse_args(argv=None):
-    """-> (Hyperparameters, Launch)."""
+    """-> (Hyperparameters, Launch); with --resume, the run's own hyperparameters."""
     parser = make_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if args.resume:  # the run's options, but how this process joins the run is given anew
+    launch = {k: getattr(args, k) for k in LAUNCH_OPTIONS}
+    if args.resume:
+        if not os.path.isdir(args.resume):
+            parser.error(f"--resume {args.resume}: no such run dir")
+        refused = given_flags(parser, argv) - {"resume", *RESUME_FLAGS}
+        if refused:
+            parser.error(f"--resume {args.resume} trains on with the run's own options ({args.resume}/options.json); "
+                         f"{', '.join('--' + k.replace('_', '-') for k in sorted(refused))} cannot change then (only "
+                         "--steps, to train longer, and how this process joins a multi-host run)")
         saved = read_json(os.path.join(args.resume, "options.json"))
         hp = Hyperparameters.from_options(saved)
-        launch = Launch(data_dir=saved["data_dir"], run_dir=args.resume, resume=args.resume,
-                        **{k: getattr(args, k) for k in LAUNCH_OPTIONS})
+        if "steps" in given_flags(parser, argv):
+            if args.steps < hp.steps:
+                parser.error(f"--steps {args.steps}: the run was set to {hp.steps} steps; --resume may only raise it")
+            hp = dataclasses.replace(hp, steps=args.steps)
+        launch = Launch(data_dir=saved["data_dir"], run_dir=args.resume, resume=args.resume, **launch)
     else:
         if not args.run_dir:
             parser.error("--run-dir is required (or --resume RUN_DIR)")
         hp = Hyperparameters(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Hyperparameters)})
-        launch = Launch(data_dir=args.data_dir, run_dir=args.run_dir, **{k: getattr(args, k) for k in LAUNCH_OPTIONS})
+        launch = Launch(data_dir=args.data_dir, run_dir=args.run_dir, overwrite=args.overwrite, **launch)
     if hp.warmup_steps >= hp.steps:
         parser.error(f"--warmup-steps {hp.warmup_steps} must be fewer than --steps {hp.steps}")
     return hp, launch
+
+
+# what a run dir holds: --overwrite removes these and nothing else
+RUN_ENTRIES = ("options.json", "model_config.json", "metrics.jsonl", "checkpoints", "debug", "embedding.weights.h5",
+               "scene.weights.h5", "loss.png", "validation.png", "test", "validation", "baselines", "ablations")
+
+
+def check_new_run_dir(launch):
+    """A DataError if run_dir holds a run and --overwrite was not given; or names a file."""
+    if os.path.exists(launch.run_dir) and not os.path.isdir(launch.run_dir):
+        raise DataError(f"--run-dir {launch.run_dir} is a file: give a directory")
+    held = [n for n in RUN_ENTRIES if os.path.exists(os.path.join(launch.run_dir, n))]
+    if held and not launch.overwrite:
+        raise DataError(f"{launch.run_dir} holds a run ({', '.join(held[:3])}...): carry it on with "
+                        f"python train.py --resume {launch.run_dir}, replace it with --overwrite, or give another "
+                        "--run-dir")
+
+
+def start_run_dir(run_dir, hp, launch, config):
+    """Writes a new run's options.json, model_config.json and empty metrics.jsonl (with --overwrite,
+    after removing the old run's entries)."""
+    for name in RUN_ENTRIES:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    write_json_atomic(os.path.join(run_dir, "options.json"), {**dataclasses.asdict(hp), **dataclasses.asdict(launch)})
+    save_config(os.path.join(run_dir, "model_config.json"), config)
+    open(os.path.join(run_dir, "metrics.jsonl"), "w").close()
+    os.makedirs(os.path.join(run_dir, "debug"))
+
+
+def resume_run_dir(run_dir, hp, start):
+    """Before training on from the checkpoint at step `start`: metrics rows past it (replayed
+    steps) are dropped, what killed checkpoints left is removed, a raised --steps recorded."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    rows = [line for line in open(path) if line.strip()] if os.path.exists(path) else []
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
+        f.writelines(line for line in rows if json.loads(line)["step"] <= start)
+    root = os.path.join(run_dir, "checkpoints")
+    for name in os.listdir(root):
+        if name.startswith("step_") or ".tmp-" in name:
+            remove_stale_temps(os.path.join(root, name.split(".tmp-")[0].lstrip(".")))
+    options = read_json(os.path.join(run_dir, "options.json"))
+    if options["steps"] != hp.steps:
+        print(f"--steps {hp.steps} (the run was set to {options['steps']})")
+        write_json_atomic(os.path.join(run_dir, "options.json"), {**options, "steps": hp.steps})
 
 
 class Diverged(Exception):
@@ -302,17 +382,31 @@ class Diverged(Exception):
 
 
 def train(hp, launch):
-    """Trains (or, with launch.resume, carries on) a run -> the final (params, nt_params)."""
+    """Trains (or, with launch.resume, carries on) a run -> the final (params, nt_params). Every
+    check runs before anything is written; process 0 holds the run dir's lock throughout."""
     distributed.initialize(launch.coordinator_address, launch.num_processes, launch.process_id)
     distributed.check_batch_size(hp.scenes_per_step)
     chief = distributed.is_chief()
     run_dir = launch.run_dir
-    train_split, val_split = Split(launch.data_dir, "train"), Split(launch.data_dir, "validation")
     if launch.resume:  # the run's own config, box priors included
         latest_checkpoint(run_dir)
         hp = dataclasses.replace(hp, model_config=os.path.join(run_dir, "model_config.json"))
+    else:
+        check_new_run_dir(launch)
+    train_split, val_split = Split(launch.data_dir, "train"), Split(launch.data_dir, "validation")
     models = build(hp, train_split)
     check_scene_size(train_split, models.config)
+    loader = EpisodeLoader(train_split, hp.num_objects, hp.num_views, hp.seed, training=True,
+                           num_absent=hp.absent_queries_per_scene)
+    EpisodeLoader(val_split, hp.num_objects, hp.num_views, hp.seed, training=False, positives=False)  # C, N fit?
+    if chief:
+        os.makedirs(run_dir, exist_ok=True)
+    with RunDirLock(run_dir) if chief else contextlib.nullcontext():
+        return train_in(run_dir, hp, launch, models, loader, val_split, chief)
+
+
+def train_in(run_dir, hp, launch, models, loader, val_split, chief):
+    """train()'s loop, the checks done and the run dir locked."""
     optimizer = make_optimizer(hp)
     params, nt_params = model_state(models)
     opt_state = optimizer.init(params)
@@ -320,19 +414,15 @@ def train(hp, launch):
     if launch.resume:
         start, opt_state = load_checkpoint(run_dir, models, opt_state)
         params, nt_params = model_state(models)
-        print(f"resuming {run_dir} at step {start}")
+        print(f"resuming {run_dir} at step {start} of {hp.steps}, with its hyperparameters ({run_dir}/options.json)")
+        if chief:
+            resume_run_dir(run_dir, hp, start)
     elif chief:
-        os.makedirs(run_dir, exist_ok=True)
-        options = {**dataclasses.asdict(hp), **dataclasses.asdict(launch)}
-        write_json_atomic(os.path.join(run_dir, "options.json"), options)
-        save_config(os.path.join(run_dir, "model_config.json"), models.config)
-        open(os.path.join(run_dir, "metrics.jsonl"), "w").close()
-        os.makedirs(os.path.join(run_dir, "debug"), exist_ok=True)
+        start_run_dir(run_dir, hp, launch, models.config)
     mesh = distributed.batch_mesh()
     params, nt_params, opt_state = distributed.replicate((params, nt_params, opt_state), mesh)
 
-    loader = EpisodeLoader(train_split, hp.num_objects, hp.num_views, hp.seed, training=True,
-                           position=start * hp.scenes_per_step, num_absent=hp.absent_queries_per_scene)
+    loader.position = start * hp.scenes_per_step
     batches = prefetch(loader.batches(hp.scenes_per_step, distributed.host_share(hp.scenes_per_step)))
     log = open(os.path.join(run_dir, "metrics.jsonl"), "a") if chief else None
     window, wait, t0 = [], 0.0, time.perf_counter()
@@ -385,8 +475,10 @@ def main(argv=None):
     enable_compilation_cache()
     try:
         train(*parse_args(argv))
-    except (DataError, Diverged) as error:
+    except (DataError, Diverged, RunDirLock.DirBusy) as error:
         sys.exit(f"error: {error}")
+    except OSError as error:  # disk full while checkpointing, a read-only run dir, ...
+        sys.exit(io_error_line(error))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,47 @@
-"""Small shared helpers: atomic writes, and pictures of scenes, masks, boxes and reference views."""
+"""Small shared helpers: argparse types with ranges, atomic writes and directory swaps, a run-dir
+lock, and pictures of scenes, masks, boxes and reference views."""
 
+import argparse
 import colorsys
 import contextlib
+import errno
+import fcntl
+import math
 import os
+import re
 import shutil
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+
+def _number(kind, lo, hi, what):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not (math.isfinite(value) and (lo is None or value >= lo) and (hi is None or value <= hi)):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, 1, None, "a positive integer (1 or more)")
+non_negative_int = _number(int, 0, None, "0 or more")
+positive_float = _number(float, 1e-300, None, "a positive number")
+non_negative_float = _number(float, 0.0, None, "0 or more")
+unit_interval = _number(float, 0.0, 1.0, "a number from 0 to 1")
+
+
+def io_error_line(error):
+    """An OSError as the one line an entry point exits with: the file, what went wrong, what to do."""
+    hint = {28: "free some space and run the same command again: it carries on",
+            13: "choose a place you may write to", 30: "choose a place you may write to"}.get(error.errno, "")
+    where = f"{error.filename}: " if error.filename else ""
+    return f"error: {where}{error.strerror or error}" + (f" ({hint})" if hint else "")
 
 
 def temp_path(path, suffix=""):
@@ -30,6 +65,92 @@ def atomic_write(path, suffix=""):
         elif os.path.lexists(tmp):
             os.remove(tmp)
         raise
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_temps(path):
+    """Removes what processes that died left beside `path`: .NAME.tmp-PID* and .NAME.old-PID
+    (names only yolz gives); a .old-PID left while `path` is missing is the previous version,
+    killed mid-swap: it is put back."""
+    directory, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return
+    pattern = re.compile(rf"^\.{re.escape(name)}\.(tmp|old)-(\d+)")
+    for entry in sorted(os.listdir(directory)):
+        match = pattern.match(entry)
+        if not match or pid_alive(int(match.group(2))):
+            continue
+        stale = os.path.join(directory, entry)
+        if match.group(1) == "old" and not os.path.exists(path):
+            os.rename(stale, path)
+        elif os.path.isdir(stale) and not os.path.islink(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            os.remove(stale)
+
+
+def swap_dir(new, path):
+    """Puts directory `new` at `path`, replacing a directory there, so that `path` always holds
+    a whole one: the old one is renamed aside, the new one in, then the old one deleted. A kill
+    between the two renames leaves .NAME.old-PID, which remove_stale_temps puts back."""
+    directory, name = os.path.split(os.path.abspath(path))
+    old = os.path.join(directory, f".{name}.old-{os.getpid()}")
+    had_old = os.path.exists(path)
+    if had_old:
+        os.rename(path, old)
+    os.rename(new, path)
+    if had_old:
+        shutil.rmtree(old)
+
+
+class RunDirLock:
+    """An exclusive lock on a directory (RUN_DIR/.lock, flock + this process's PID in it): a second
+    process asking for it gets a DirBusy error naming the holder. The kernel drops the lock when
+    its holder dies, so a lock file left by a killed process is taken over."""
+
+    class DirBusy(Exception):
+        pass
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, ".lock")
+        self.file = None
+
+    def __enter__(self):
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise self.DirBusy(f"{os.path.dirname(self.path)} is in use by process {holder} (a training "
+                               "running there): wait for it, or use another --run-dir") from None
+        self.file.seek(0)
+        previous = self.file.read().strip()
+        if previous and previous != str(os.getpid()):
+            print(f"taking over the lock on {os.path.dirname(self.path)} left by process {previous}, which is gone")
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.file.seek(0)
+        self.file.truncate()
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
 
 
 def palette(k):

@@ -2,7 +2,7 @@
 # Trains the embedding and scene models jointly on the small profile with the CPU model config.
 # Runtime on a 2-core CPU: ~12 min (3000 steps at ~4.5 steps/s, plus ~10 s of compiling).
 # Result: runs/<timestamp>/ with weights, metrics.jsonl, loss.png, validation.png, debug/*.png;
-# validation AP (and box AP50) on unseen objects well above a constant guess (see README).
+# validation AP (and box AP50) on unseen objects well above a constant guess (docs/training.md).
 set -e
 cd "$(dirname "$0")"
 
@@ -30,7 +30,7 @@ cd "$(dirname "$0")"
 : "${CHECKPOINT_EVERY:=500}"
 : "${EVAL_EVERY:=500}"
 : "${PYTHON:=.venv/bin/python}"
-# Several hosts (README, Scaling out): all three set, RUN_DIR on a filesystem they share.
+# Several hosts (docs/training.md, Scaling out): all three set, RUN_DIR on a filesystem they share.
 : "${COORDINATOR_ADDRESS:=}"          # HOST:PORT of process 0
 : "${NUM_PROCESSES:=}"
 : "${PROCESS_ID:=}"

@@ -76,3 +76,36 @@ def test_bad_input_is_a_clear_error(trained, images, tmp_path):
     os.remove(no_weights / "embedding.weights.h5")
     with pytest.raises(SystemExit, match="has no embedding.weights.h5"):
         detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(no_weights)])
+
+
+def test_images_as_users_have_them(tmp_path):
+    """16-bit greyscale is scaled to 8 bits (not clipped to white); an EXIF orientation is applied."""
+    ramp = (np.arange(64, dtype=np.uint16)[None].repeat(8, 0) * 1024)  # (8, 64) 0..64512
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I")
+    rgba = detect.read_image(str(tmp_path / "grey16.png"))
+    assert rgba.shape == (8, 64, 4) and rgba[0, 0, 0] == 0 and 245 <= rgba[0, -1, 0] <= 255
+    assert len(np.unique(rgba[..., 0])) > 32
+    wide = np.zeros((10, 20, 3), np.uint8)
+    wide[:, :5] = 255  # white on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view"
+    Image.fromarray(wide).save(tmp_path / "turned.jpg", exif=exif, quality=100)
+    shown = detect.read_image(str(tmp_path / "turned.jpg"))
+    assert shown.shape == (20, 10, 4)  # as a viewer shows it: tall
+    assert shown[:5, :, 0].mean() > 200 and shown[-5:, :, 0].mean() < 50  # white now on top
+
+
+def test_bad_flags_and_outputs_are_refused_before_inference(trained, images, tmp_path, capsys):
+    base = ["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained)]
+    for value in ("2", "nan", "-0.1"):
+        with pytest.raises(SystemExit) as error:
+            detect.main([*base, "--threshold", value])
+        assert error.value.code == 2 and "argument --threshold" in capsys.readouterr().err
+    for out, message in ((tmp_path / "no" / "x.png", "does not exist: create it first"),
+                         (tmp_path, "is a directory"), (tmp_path / "x.unknown", "unknown image type")):
+        with pytest.raises(SystemExit, match=message):
+            detect.main([*base, "--out", str(out)])
+    result = detect.main([*base, "--threshold", "0", "--out", str(tmp_path / "found.jpg")])
+    assert Image.open(tmp_path / "found.jpg").format == "JPEG"  # the format the suffix names
+    assert json.loads(json.dumps(result)) == result  # strict JSON: no NaN anywhere

@@ -119,6 +119,89 @@ def test_missing_or_incompatible_data_gives_clear_errors(tiny_data, tmp_path):
     path.write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="format version 999"):
         Split(data, "train")
+    path.write_text(json.dumps(manifest)[:100])  # truncated
+    with pytest.raises(DataError, match="manifest.json is not valid JSON"):
+        Split(data, "train")
     path.unlink()
     with pytest.raises(DataError, match=r"manifest.json is missing .*a rerun carries on"):
         Split(data, "train")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(workers=0), "argument --workers: 0 is not a positive integer"),
+    (dict(scenes_per_chunk=0), "argument --scenes-per-chunk"),
+    (dict(views_per_object=0), "argument --views-per-object"),
+    (dict(test_ids="5-0"), "--test-ids: object id range '5-0' is empty"),
+    (dict(test_ids="1000-1019"), "pybullet has objects 0-999 only"),
+    (dict(grid_size=15), "must be a multiple of --grid-size 15"),
+])
+def test_invalid_options_are_refused_before_anything_is_written(tmp_path, capsys, overrides, message):
+    with pytest.raises(SystemExit) as error:
+        generate(tmp_path / "data", **overrides)
+    assert error.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # nothing written: the corrected command is not refused
+
+
+def test_out_dir_naming_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        generate(tmp_path / "file")
+    assert "--out-dir" in capsys.readouterr().err and (tmp_path / "file").read_text() == ""
+
+
+def test_the_first_failed_chunk_stops_the_run(tmp_path, monkeypatch):
+    """No chunk starts after a worker fails (disk full, say): one line, and a rerun carries on."""
+    import generate_data
+
+    log = tmp_path / "attempts"
+    failing = [sys.executable, "-c", f"open({str(log)!r}, 'a').write('x'); raise SystemExit('No space left on device')"]
+    monkeypatch.setattr(generate_data, "WORKER_COMMAND", failing)
+    with pytest.raises(DataError, match=r"rendering .* failed \(exit code 1: No space left on device\).*run the same"):
+        generate(tmp_path / "data")
+    assert len(log.read_text()) == 1  # of the 15 chunks, only the first was tried
+
+
+def test_ctrl_c_stops_generation_promptly_with_one_line(tmp_path):
+    out = tmp_path / "data"
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "generate_data.py"), *tiny_args(out, workers=2)],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.time() + 120
+    while not (out / "train").exists() or not any(n.startswith("views_") for n in os.listdir(out / "train")):
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C does: the whole process group
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("interrupted: the chunks finished so far are kept")
+    finished = sorted(os.listdir(out / "train"))
+    time.sleep(3)
+    assert sorted(os.listdir(out / "train")) == finished  # no worker rendered on
+
+
+def children(pid):
+    """Linux: the pids of a process's children."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(p) for p in f.read().split()]
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+def test_workers_of_a_killed_run_exit_at_once(tmp_path):
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "generate_data.py"),
+                                *tiny_args(tmp_path / "data", workers=2, num_train_scenes=48, scenes_per_chunk=48)],
+                               cwd=REPO,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (workers := children(process.pid)):
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)  # past the workers' start-up
+    process.kill()
+    process.wait()
+    time.sleep(0.5)  # a 48-scene chunk takes seconds to render: its worker would still be at it
+    alive = [w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().split()[2] != "Z"]
+    assert not alive, f"workers {alive} outlived their parent"

@@ -89,3 +89,52 @@ def test_more_views_than_half_the_split_and_random_backgrounds(tiny_data, traine
                               "--out-dir", str(tmp_path / "t")])
     assert metrics["num_views"] == 6 and metrics["background"] == "random"
     assert metrics["retrieval_recall@1"] is None and 0 <= metrics["average_precision"] <= 1
+
+
+def test_out_dir_of_the_users_is_never_deleted(tiny_data, trained, tmp_path, monkeypatch):
+    run_dir = shutil.copytree(trained, tmp_path / "run")
+    mine = tmp_path / "mine"
+    os.makedirs(mine)
+    (mine / "thesis.tex").write_text("precious")
+    args = ["--run-dir", str(run_dir), "--data-dir", tiny_data, "--num-pictures", "1", "--absent-queries", "1"]
+    for out_dir in (mine, run_dir, "."):  # a user's folder, the run dir itself, the current dir
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(SystemExit, match="holds files test.py did not write"):
+            yolz_test.main([*args, "--out-dir", str(out_dir)])
+    assert (mine / "thesis.tex").read_text() == "precious"
+    assert (run_dir / "scene.weights.h5").exists() and (run_dir / "options.json").exists()
+    with pytest.raises(SystemExit, match="does not exist: create it first"):
+        yolz_test.main([*args, "--out-dir", str(tmp_path / "no" / "such")])
+    # a dir test.py made is replaced, and so is the default RUN_DIR/SPLIT
+    yolz_test.main([*args, "--out-dir", str(tmp_path / "t")])
+    (tmp_path / "t" / "stale.png").write_text("from the last run")
+    yolz_test.main([*args, "--out-dir", str(tmp_path / "t")])
+    assert not (tmp_path / "t" / "stale.png").exists() and (tmp_path / "t" / "metrics.json").exists()
+    os.makedirs(run_dir / "test", exist_ok=True)
+    yolz_test.main(args)
+    assert (run_dir / "test" / "metrics.json").exists()
+
+
+def test_a_kill_mid_swap_keeps_whole_results_and_the_next_run_cleans_up(tiny_data, trained, tmp_path):
+    args = ["--run-dir", str(trained), "--data-dir", tiny_data, "--num-pictures", "1", "--absent-queries", "1",
+            "--out-dir", str(tmp_path / "t")]
+    first = yolz_test.main(args)
+    # killed between the two renames of the swap: the old results aside, the new ones not yet in
+    os.rename(tmp_path / "t", tmp_path / ".t.old-999999999")
+    os.makedirs(tmp_path / ".t.tmp-999999999" / "pairs")  # and a killed run's half-written dir
+    from util import remove_stale_temps
+
+    remove_stale_temps(str(tmp_path / "t"))
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text()) == first  # the old results are back
+    assert sorted(os.listdir(tmp_path)) == ["t"]
+    os.makedirs(tmp_path / ".t.tmp-999999999")
+    yolz_test.main(args)
+    assert sorted(os.listdir(tmp_path)) == ["t"]
+
+
+@pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--num-views", "-1"), ("--threshold", "2"),
+                                         ("--absent-queries", "-1"), ("--nms-iou", "nan")])
+def test_bad_flags_are_one_line_errors(flag, value, capsys):
+    with pytest.raises(SystemExit) as error:
+        yolz_test.main([flag, value])
+    assert error.value.code == 2 and f"argument {flag}" in capsys.readouterr().err

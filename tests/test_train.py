@@ -31,10 +31,15 @@ def test_run_dir_describes_itself_and_resume_matches_a_straight_run(tiny_data, m
     (killed / "checkpoints" / "latest.json").write_text(json.dumps({"name": "step_0000002", "step": 2}))
     for name in ("embedding.weights.h5", "scene.weights.h5"):
         (killed / name).unlink()
+    os.makedirs(killed / "checkpoints" / ".step_0000004.tmp-999999999")  # what a killed checkpoint leaves
     train.main(["--resume", str(killed)])
     for a, b in zip(weights(straight), weights(killed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not all(np.allclose(a, b) for a, b in zip(weights(straight), weights(straight, step=2)))
+    # the rows of the replayed steps 3-4 were dropped, not written twice; no temp litter is left
+    lines = [json.loads(line) for line in open(killed / "metrics.jsonl")]
+    assert [(r["split"], r["step"]) for r in lines] == [("train", 2), ("train", 4), ("validation", 4)]
+    assert sorted(os.listdir(killed / "checkpoints")) == ["latest.json", "step_0000002", "step_0000004"]
 
 
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, model_config, tmp_path):
@@ -90,3 +95,101 @@ def test_shell_scripts_defaults_are_the_pythons(script, parser):
     text = open(os.path.join(REPO, script)).read()
     for name in script_defaults(script):  # every variable reaches the command line
         assert f'"${name}"' in text.split("set -x", 1)[1] or name in ("RUN_DIR",), name
+
+
+def snapshot(run_dir):
+    """{relative path: bytes} of every file in a run dir."""
+    out = {}
+    for root, _, files in os.walk(run_dir):
+        for name in files:
+            out[os.path.relpath(os.path.join(root, name), run_dir)] = open(os.path.join(root, name), "rb").read()
+    return out
+
+
+def test_a_run_dir_that_holds_a_run_is_refused_before_anything_is_written(tiny_data, model_config, trained, tmp_path):
+    run_dir = shutil.copytree(trained, tmp_path / "run")
+    (run_dir / "notes.txt").write_text("mine")
+    before = snapshot(run_dir)
+    with pytest.raises(SystemExit, match=r"holds a run .*--resume .*--overwrite"):
+        train_run(tiny_data, run_dir, model_config)
+    # a failing call with --overwrite (too many objects) also writes nothing
+    with pytest.raises(SystemExit, match="fewer than the 99 objects"):
+        train_run(tiny_data, run_dir, model_config, "--overwrite", "--num-objects", "99")
+    assert snapshot(run_dir) == before
+    train_run(tiny_data, run_dir, model_config, "--overwrite", "--seed", "1")
+    assert json.loads((run_dir / "options.json").read_text())["seed"] == 1
+    assert (run_dir / "notes.txt").read_text() == "mine"  # --overwrite removes only what train.py writes
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["latest.json", "step_0000002", "step_0000004"]
+
+
+def test_a_locked_run_dir_is_refused_and_a_dead_holders_lock_taken_over(tiny_data, model_config, tmp_path, capsys):
+    from util import RunDirLock
+
+    os.makedirs(tmp_path / "run")
+    with RunDirLock(str(tmp_path / "run")):
+        with pytest.raises(SystemExit, match=rf"in use by process {os.getpid()}"):
+            train_run(tiny_data, tmp_path / "run", model_config)
+    assert not (tmp_path / "run" / "options.json").exists()
+    (tmp_path / "run" / ".lock").write_text("999999999")  # a killed training's
+    train_run(tiny_data, tmp_path / "run", model_config)
+    assert "taking over the lock" in capsys.readouterr().out
+    assert (tmp_path / "run" / "scene.weights.h5").exists()
+
+
+def test_resume_takes_the_runs_options_and_may_only_raise_steps(tiny_data, trained, tmp_path, capsys):
+    run_dir = shutil.copytree(trained, tmp_path / "run")
+    refused = (["--num-views", "3", "--learning-rate", "0.1"], "--learning-rate, --num-views cannot change")
+    for argv, message in (refused, (["--steps", "3"], "may only raise it")):
+        with pytest.raises(SystemExit):
+            train.main(["--resume", str(run_dir), *argv])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--resume", str(tmp_path / "nowhere")])
+    assert "no such run dir" in capsys.readouterr().err
+    train.main(["--resume", str(run_dir), "--steps", "6"])
+    assert json.loads((run_dir / "options.json").read_text())["steps"] == 6
+    lines = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    assert [r["step"] for r in lines if r["split"] == "train"] == [2, 4, 6]
+
+
+@pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--num-objects", "0"), ("--num-views", "0"),
+                                         ("--scenes-per-step", "0"), ("--checkpoint-every", "0"),
+                                         ("--log-every", "0"), ("--eval-every", "0"), ("--eval-episodes", "0"),
+                                         ("--seed", "-1"), ("--learning-rate", "-0.1"), ("--learning-rate", "nan"),
+                                         ("--focal-alpha", "2")])
+def test_bad_flags_are_one_line_errors(flag, value, capsys):
+    with pytest.raises(SystemExit) as error:
+        train.parse_args(["--run-dir", "unused", flag, value])
+    assert error.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+
+
+def test_broken_run_files_are_clear_errors(tiny_data, trained, tmp_path):
+    run_dir = shutil.copytree(trained, tmp_path / "run")
+    (run_dir / "model_config.json").write_text(json.dumps({"scene_size": 128, "colour": "red"}))
+    with pytest.raises(SystemExit, match=r"model_config.json is not a model config \(unknown keys: colour\)"):
+        yolz_test.main(["--run-dir", str(run_dir), "--data-dir", tiny_data])
+    (run_dir / "options.json").write_text('{"steps": 4, "se')  # truncated
+    with pytest.raises(SystemExit, match="options.json is not valid JSON"):
+        train.main(["--resume", str(run_dir)])
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(SystemExit, match="empty/options.json is missing"):
+        train.main(["--resume", str(tmp_path / "empty")])
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_half_checkpoint(tiny_data, model_config, tmp_path,
+                                                                                 monkeypatch):
+    saves = []
+
+    def savez(path, *arrays):  # the second checkpoint finds the disk full
+        saves.append(path)
+        if len(saves) == 2:
+            raise OSError(28, "No space left on device", path)
+        return real_savez(path, *arrays)
+
+    real_savez = np.savez
+    monkeypatch.setattr(np, "savez", savez)
+    with pytest.raises(SystemExit, match=r"No space left on device \(free some space and run the same command"):
+        train_run(tiny_data, tmp_path / "run", model_config)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(os.listdir(checkpoints)) == ["latest.json", "step_0000002"]  # no temp dir left
+    assert json.loads((checkpoints / "latest.json").read_text())["step"] == 2
