@@ -3,10 +3,14 @@
     python bench.py loader                       # ~10 s on 2 cores: episodes/s of one loader process
     python bench.py train --model-config cpu     # ~30 s: s/step, GFLOP/s, input wait of the train step
     python bench.py train --model-config seed    # ~2 min: the same at the original's sizes
+    python bench.py train --workload original    # ~3 min: exactly the original's step (below)
     python bench.py inference                    # ~20 s: queries/s, scene pass shared by 16 objects or not
 
 `train` runs the real loop (loader, prefetch, jitted step) on synthetic data of the config's
-scene size and reports XLA's own FLOP count of the compiled step.
+scene size and reports XLA's own FLOP count of the compiled step. `--workload yolz` times yolz's
+own defaults (C=16 objects + K=4 absent, N=4 views, a box head); `--workload original` the
+original's step exactly: the seed config, C=16, N=8, no absent queries, no box head, one
+640x640 scene per step, adam.
 
 `loader` times EpisodeLoader at the original's sizes (C=16 objects, N=8 anchor + 8 positive
 views, 640x640 scenes). Its cost depends on array shapes only, not on what they show, so unless
@@ -115,6 +119,13 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+WORKLOADS = {  # model config -> the Hyperparameters a workload sets
+    "yolz": lambda model_config: dict(model_config=model_config),
+    "original": lambda model_config: dict(model_config="seed", num_objects=16, num_views=8, absent_queries_per_scene=0,
+                                          num_priors=0, optimizer="adam"),
+}
+
+
 def bench_train(args):
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import jax
@@ -123,10 +134,11 @@ def bench_train(args):
     from models import enable_compilation_cache, model_state
 
     enable_compilation_cache()
-    options = train.Hyperparameters(model_config=args.model_config, scenes_per_step=args.scenes_per_step)
+    workload = WORKLOADS[args.workload](args.model_config)
+    options = train.Hyperparameters(scenes_per_step=args.scenes_per_step, **workload)
     distributed.check_batch_size(options.scenes_per_step)
     mesh = distributed.batch_mesh()
-    profile = {320: "small", 640: "full"}[train.MODEL_CONFIGS[args.model_config].scene_size]
+    profile = {320: "small", 640: "full"}[train.MODEL_CONFIGS[options.model_config].scene_size]
     with tempfile.TemporaryDirectory() as tmp:
         split = Split(synthetic_dataset(tmp, 32, 100, 24, profile), "train")
         models = train.build(options, split)
@@ -163,7 +175,8 @@ def bench_train(args):
     s_per_step = elapsed / args.steps
     peak = cpu_peak_gflops(args.flops_per_cycle) if jax.default_backend() == "cpu" else float("nan")
     matmul = matmul_gflops()
-    result = {"benchmark": "train", "model_config": args.model_config, "scene_size": config.scene_size,
+    result = {"benchmark": "train", "workload": args.workload, "model_config": options.model_config,
+              "scene_size": config.scene_size,
               "C": options.num_objects, "K": options.absent_queries_per_scene, "N": options.num_views,
               "priors": len(config.priors), "B": options.scenes_per_step,
               "compile_s": round(compile_s, 1), "s_per_step": round(s_per_step, 4),
@@ -301,7 +314,9 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/bench", help="dir for BENCHMARK.json")
     train = sub.add_parser("train", help="seconds/step and GFLOP/s of the jitted train step",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--model-config", choices=("cpu", "seed"), default="cpu")
+    train.add_argument("--model-config", choices=("cpu", "seed"), default="cpu", help="of --workload yolz")
+    train.add_argument("--workload", choices=tuple(WORKLOADS), default="yolz",
+                       help="yolz: its own defaults at --model-config; original: the original's step exactly")
     train.add_argument("--steps", type=int, default=50, help="steps timed, after one warm-up step")
     train.add_argument("--scenes-per-step", type=int, default=1, help="B, sharded over all devices")
     train.add_argument("--profile", action="store_true", help="also profile 3 steps: the top XLA ops")
@@ -323,7 +338,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     name = args.benchmark
     if args.benchmark == "train":
-        name += f"_{args.model_config}_b{result['B']}_d{result['devices']}"
+        name += f"_{args.workload}_{result['model_config']}_b{result['B']}_d{result['devices']}"
     path = os.path.join(args.out, f"{name}.json")
     write_json_atomic(path, result)
     print(f"wrote {path}")
