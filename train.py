@@ -362,11 +362,19 @@ def start_run_dir(run_dir, hp, launch, config):
 
 def resume_run_dir(run_dir, hp, start):
     """Before training on from the checkpoint at step `start`: metrics rows past it (replayed
-    steps) are dropped, what killed checkpoints left is removed, a raised --steps recorded."""
+    steps) and torn ones are dropped, what killed checkpoints left is removed, a raised --steps
+    recorded."""
     path = os.path.join(run_dir, "metrics.jsonl")
-    rows = [line for line in open(path) if line.strip()] if os.path.exists(path) else []
+    kept = []
+    with open(path) if os.path.exists(path) else contextlib.nullcontext(()) as lines:
+        for line in lines:
+            try:
+                if json.loads(line)["step"] <= start:
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError):  # a line torn by a kill mid-write
+                continue
     with atomic_write(path) as tmp, open(tmp, "w") as f:
-        f.writelines(line for line in rows if json.loads(line)["step"] <= start)
+        f.writelines(kept)
     root = os.path.join(run_dir, "checkpoints")
     for name in os.listdir(root):
         if name.startswith("step_") or ".tmp-" in name:
