@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs the test suite: creates .venv if missing, installs requirements*.txt, runs pytest.
-# Runtime on a 2-core CPU: ~3 min on a fresh machine (of which ~40 s installing), ~2.5 min after.
+# Runtime on a 2-core CPU: ~4.5 min on a fresh machine (of which ~50 s installing), ~3.5 min after.
 # Result: pytest's summary line, e.g. "N passed"; the exit status is pytest's.
 set -e
 cd "$(dirname "$0")"
