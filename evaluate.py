@@ -185,13 +185,18 @@ def operating_points(present, absent, thresholds=OPERATING_THRESHOLDS):
     return points
 
 
-def retrieval_recall(split, run, num_views):
-    """recall@1 of each object's mean embedding of views [0, N) among all objects' views [N, 2N);
-    None when the split has fewer than 2N views per object."""
+def object_embeddings(split, run, num_views):
+    """-> (queries, keys): every object's (K, E) mean embedding of its views [0, N) and of its views
+    [N, 2N), on grey; None when the split has fewer than 2N views per object."""
     if 2 * num_views > split.views_per_object:
         return None
     views = np.stack([split.views(i)[:2 * num_views] for i in split.object_ids])  # (K, 2N, h, w, 4) uint8
     grey = np.full((*views.shape[:1], num_views, 3), GREY, dtype=np.uint8)  # (K, N, 3)
     queries = embed_objects(run.params, run.nt_params, views[:, :num_views], grey, run.models)
     keys = embed_objects(run.params, run.nt_params, views[:, num_views:], grey, run.models)
-    return recall_at_1(np.asarray(queries), np.asarray(keys))
+    return np.asarray(queries), np.asarray(keys)
+
+
+def retrieval_recall(embeddings):
+    """recall@1 of object_embeddings(): is each object's query nearest its own key? None without them."""
+    return None if embeddings is None else recall_at_1(*embeddings)

@@ -6,8 +6,9 @@ Every scene of the split is queried with each of its objects and with K objects 
 it (N reference views on grey, the models in inference mode). Per-cell figures are over the
 objects present; box AP pools every query's detections (absent ones can only add false
 positives). Writes OUT_DIR (default RUN_DIR/test/), replacing it whole: metrics.json,
-pr_curve.png, pairs/*.png for a sample of (scene, object) pairs spread from worst to best and the
-worst absent queries, and index.html, which shows them. An existing OUT_DIR is replaced only if
+pr_curve.png, neighbours.png (the embeddings' nearest neighbours), pairs/*.png for a sample of
+(scene, object) pairs spread from worst to best and the worst absent queries, and index.html,
+which shows them. An existing OUT_DIR is replaced only if
 test.py made it (or it is the default); a kill at any moment leaves the old results or the new.
 """
 
@@ -21,14 +22,14 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from boxes import visible  # noqa: E402
-from data import DataError, composite_uint8, write_json_atomic  # noqa: E402
+from data import GREY, DataError, composite_uint8, write_json_atomic  # noqa: E402
 from evaluate import (MIN_SCORE, NMS_IOU, OPERATING_THRESHOLD, box_figures, cell_figures, evaluate,  # noqa: E402
-                      evaluation_parser, load, model_answer, retrieval_recall)
+                      evaluation_parser, load, model_answer, object_embeddings, retrieval_recall)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from util import (atomic_write, draw_boxes, heatmap, hstack, io_error_line, non_negative_int,  # noqa: E402
-                  positive_int, remove_stale_temps, save_figure, save_png, swap_dir, temp_path, unit_interval,
-                  upsample)
+from util import (atomic_write, border, draw_boxes, heatmap, hstack, io_error_line, non_negative_int,  # noqa: E402
+                  positive_int, remove_stale_temps, save_figure, save_png, swap_dir, temp_path, tile,
+                  unit_interval, upsample, vstack)
 
 
 def pair_ap(pred):
@@ -66,6 +67,24 @@ def pair_pictures(episode, prob, c, found, threshold):
     return pictures
 
 
+def neighbour_collage(split, queries, keys, rows=8, k=10):
+    """The original's nearest-neighbour plot: for `rows` objects of the split (evenly spread over its
+    ids), the query's first view, then the first views of the k objects whose key embeddings are
+    nearest its query embedding, nearest first; green frame: the object itself, red: another."""
+    picks = np.linspace(0, len(queries) - 1, min(rows, len(queries))).round().astype(int)
+    nearest = np.argsort(-(queries[picks] @ keys.T), axis=1, kind="stable")[:, :k]  # (rows, k)
+    grey = np.full(3, GREY, dtype=np.uint8)
+
+    def view(index):
+        return composite_uint8(split.views(split.object_ids[index])[0], grey)
+
+    lines = []
+    for query, row in zip(picks, nearest):
+        found = [border(view(j), (0, 200, 0) if j == query else (220, 0, 0)) for j in row]
+        lines.append(hstack([view(query), tile(found, columns=k)], pad=12))
+    return vstack(lines)
+
+
 def plot_pr_curves(path, curves, positive_rate):
     """curves: {name: ((S, Q, G, G) scores, labels, AP)} of the objects present -> one PR plot."""
     import matplotlib
@@ -82,8 +101,9 @@ def plot_pr_curves(path, curves, positive_rate):
     save_figure(path, fig)
 
 
-def write_index(path, run_dir, metrics, rows, absent_rows):
-    """rows: (name, scene index, object id, AP), worst first; absent_rows: (name, scene, object, top score)."""
+def write_index(path, run_dir, metrics, rows, absent_rows, neighbours=False):
+    """rows: (name, scene index, object id, AP), worst first; absent_rows: (name, scene, object, top
+    score); neighbours: whether neighbours.png is there."""
     keys = ("average_precision", "positive_rate", "roc_auc", "f1@0.5", "retrieval_recall@1", "box_ap50",
             "box_ap50_95", "absent_false_positives_per_query")
     headline = ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if metrics.get(k) is not None)
@@ -98,6 +118,10 @@ def write_index(path, run_dir, metrics, rows, absent_rows):
     cells = "\n".join(row(name, f"scene {s}, object {o}<br>AP {ap:.3f}") for name, s, o, ap in rows)
     absent = "\n".join(row(name, f"scene {s}, object {o} (absent)<br>top score {top:.3f}")
                         for name, s, o, top in absent_rows)
+    nearest = (f"<h2>Nearest neighbours of the embeddings (retrieval recall@1 {metrics['retrieval_recall@1']:.3f})</h2>"
+               "<p>Left: an object's first reference view; right: the 10 objects whose embedding (mean of their "
+               "other views) is nearest its own, nearest first; green: itself, red: another object.</p>"
+               '<img src="neighbours.png">') if neighbours else ""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>yolz test: {html.escape(run_dir)}</title>
 <style>body {{font-family: sans-serif}} td {{vertical-align: top; padding: 4px}}
@@ -108,6 +132,7 @@ Each row: the pair and its reference views | heatmap of P(object), true boxes in
 " true boxes (green) and detections over the threshold (red, with score) |" if has_boxes else ""} scene with
 y_pred as alpha, scene, scene with y_true as alpha.</p>
 <img src="pr_curve.png">
+{nearest}
 <h2>Objects in the scene, sorted by the pair's per-cell AP, worst first</h2>
 <table>
 {cells}
@@ -155,7 +180,8 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     pred = evaluate(split, model_answer(run.models, run.params, run.nt_params), num_views=num_views,
                     num_absent=absent_queries, batch_size=batch_size, background=background, min_score=min_score,
                     nms_iou=nms_iou, desc="testing")
-    metrics = cell_figures(pred, retrieval_recall(split, run, num_views))
+    embeddings = object_embeddings(split, run, num_views)
+    metrics = cell_figures(pred, retrieval_recall(embeddings))
     if run.config.priors:
         metrics.update(box_figures(pred, threshold))
     metrics.update({"scenes_per_s": pred.scenes_per_s, "compile_s": pred.compile_s, "run_dir": run_dir,
@@ -183,7 +209,9 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     plot_pr_curves(os.path.join(tmp, "pr_curve.png"),
                    {"yolz": (pred.probs[:, :c], pred.masks[:, :c], metrics["average_precision"])},
                    metrics["positive_rate"])
-    write_index(os.path.join(tmp, "index.html"), run_dir, metrics, rows, absent_rows)
+    if embeddings is not None:
+        save_png(os.path.join(tmp, "neighbours.png"), neighbour_collage(split, *embeddings))
+    write_index(os.path.join(tmp, "index.html"), run_dir, metrics, rows, absent_rows, embeddings is not None)
     write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
     swap_dir(tmp, out_dir)
     print(f"{split_name} split, {metrics['num_objects']} objects never seen in training, {metrics['num_scenes']} "

@@ -225,6 +225,17 @@ def debug_picture(episode, probs, count=4):
     return vstack(rows)
 
 
+def episode_picture(episode, count=6):
+    """The blog's figure of a training episode: per object, its N anchor views (top row) and its N
+    positive views (below), each on its background colour; objects side by side."""
+    blocks = []
+    for c in range(min(count, len(episode["anchors"]))):
+        rows = [tile(list(composite_uint8(episode[kind][c], episode[f"{kind[:-1]}_backgrounds"][c])),
+                     columns=len(episode[kind][c])) for kind in ("anchors", "positives")]
+        blocks.append(vstack(rows, pad=2))
+    return hstack(blocks, pad=10)
+
+
 LOSS_CURVES = ("contrastive_loss", "classifier_loss", "box_objectness_loss", "box_coordinates_loss")
 VALIDATION_CURVES = ("average_precision", "roc_auc", "f1@0.5", "positive_rate", "box_ap50")
 
@@ -331,7 +342,8 @@ def parse_args(argv=None):
 
 # what a run dir holds: --overwrite removes these and nothing else
 RUN_ENTRIES = ("options.json", "model_config.json", "metrics.jsonl", "checkpoints", "debug", "embedding.weights.h5",
-               "scene.weights.h5", "loss.png", "validation.png", "test", "validation", "baselines", "ablations")
+               "scene.weights.h5", "loss.png", "validation.png", "episode.png", "test", "validation", "baselines",
+               "ablations")
 
 
 def check_new_run_dir(launch):
@@ -427,6 +439,7 @@ def train_in(run_dir, hp, launch, models, loader, val_split, chief):
             resume_run_dir(run_dir, hp, start)
     elif chief:
         start_run_dir(run_dir, hp, launch, models.config)
+        save_png(os.path.join(run_dir, "episode.png"), episode_picture(loader.episode(0)))
     mesh = distributed.batch_mesh()
     params, nt_params, opt_state = distributed.replicate((params, nt_params, opt_state), mesh)
 

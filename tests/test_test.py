@@ -36,6 +36,8 @@ def test_end_to_end_writes_every_metric_and_picture(tiny_data, trained):
     page = (out / "index.html").read_text()
     assert all(f"pairs/{name}" in page for name in pairs if "mask" not in name)
     Image.open(out / "pr_curve.png").verify()
+    neighbours = np.asarray(Image.open(out / "neighbours.png"))  # one row per test object (5), each 1 + 10 views
+    assert 'src="neighbours.png"' in page and neighbours.shape[0] > 5 * 64 and neighbours.shape[1] > 11 * 64
     assert not [n for n in os.listdir(trained) if ".tmp-" in n]
 
 

@@ -21,7 +21,7 @@ def test_run_dir_describes_itself_and_resume_matches_a_straight_run(tiny_data, m
     lines = [json.loads(line) for line in open(straight / "metrics.jsonl")]
     assert [r["step"] for r in lines if r["split"] == "train"] == [2, 4]
     assert {"average_precision", "roc_auc", "positive_rate", "f1@0.5"} <= set(lines[-1])
-    for picture in ("loss.png", "validation.png", "debug/step_0000004.png"):
+    for picture in ("loss.png", "validation.png", "debug/step_0000004.png", "episode.png"):
         assert (straight / picture).stat().st_size > 0
 
     # as if killed just after the checkpoint at step 2: keep only that one, then resume
