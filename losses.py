@@ -16,16 +16,18 @@ from boxes import cell_targets
 from models import mean_embedding
 
 
-def contrastive_loss(anchors, positives, temperature=1.0):
+def contrastive_loss(anchors, positives, temperature=1.0, reduction="mean"):
     """Softmax cross-entropy on the main diagonal of the anchor-vs-positive similarities.
 
     anchors, positives: (C, N, E) L2-normalised view embeddings of the same C objects, in the
     same order. Object c's mean anchor embedding must pick out object c's mean positive
-    embedding among the C. Returns a scalar.
+    embedding among the C. Returns a scalar: the mean over the C objects, or their sum
+    (reduction "sum", the original's -sum(diag(log_softmax(sims)))).
     """
     similarities = mean_embedding(anchors) @ mean_embedding(positives).T / temperature  # (C, C)
     labels = jnp.arange(similarities.shape[0])
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(similarities, labels))
+    per_object = optax.softmax_cross_entropy_with_integer_labels(similarities, labels)
+    return jnp.sum(per_object) if reduction == "sum" else jnp.mean(per_object)
 
 
 def focal_loss(logits, targets, alpha=0.25, gamma=2.0):
@@ -65,8 +67,8 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
     (B, Q, I, 4) pixel boxes. hp: the run's Hyperparameters (train.py), its loss weights,
     temperature and focal alpha / gamma; config: the ModelConfig (box priors, grid).
     """
-    contrastive = jnp.mean(jax.vmap(functools.partial(contrastive_loss, temperature=hp.temperature))(
-        anchors, positives))
+    contrastive = jnp.mean(jax.vmap(functools.partial(contrastive_loss, temperature=hp.temperature,
+                                                      reduction=hp.contrastive_reduction))(anchors, positives))
     classifier = focal_loss(logits, masks, hp.focal_alpha, hp.focal_gamma)
     loss = hp.contrastive_loss_weight * contrastive + hp.classifier_loss_weight * classifier
     metrics = {"contrastive_loss": contrastive, "classifier_loss": classifier}

@@ -206,13 +206,26 @@ def mean_embedding(embeddings):
     return l2_normalise(jnp.mean(embeddings, axis=-2))
 
 
-def embed_views(models, params, nt_params, views, backgrounds, training):
+def embed_views(models, params, nt_params, views, backgrounds, training, per_object=False):
     """The embedding model's params and state, (B, Q, N, h, w, 4) uint8 views on (B, Q, N, 3)
-    backgrounds -> ((B, Q, N, E) per-view embeddings, new state)."""
+    backgrounds -> ((B, Q, N, E) per-view embeddings, new state).
+
+    Batch norm in training normalises over every view of the batch at once, or, per_object (the
+    original's way: it maps the model over objects), over each object's N views on their own,
+    the B x Q objects' moving statistics averaged. In inference mode both are the same.
+    """
     shape = views.shape[:3]
-    images = composite(views, backgrounds).reshape((-1, *views.shape[3:5], 3))  # (B*Q*N, h, w, 3)
-    e, nt_params = models.embedding.stateless_call(params, nt_params, images, training=training)
-    return e.reshape((*shape, -1)), nt_params
+    images = composite(views, backgrounds)  # (B, Q, N, h, w, 3)
+    if not per_object:
+        e, nt_params = models.embedding.stateless_call(params, nt_params, images.reshape((-1, *images.shape[3:])),
+                                                       training=training)
+        return e.reshape((*shape, -1)), nt_params
+
+    def one(object_views):  # (N, h, w, 3)
+        return models.embedding.stateless_call(params, nt_params, object_views, training=training)
+
+    e, nt = jax.vmap(one)(images.reshape((-1, *images.shape[2:])))  # (B*Q, N, E)
+    return e.reshape((*shape, -1)), [jnp.mean(v, axis=0) for v in nt]
 
 
 def cell_outputs(models, params, nt_params, scenes, embeddings, training):

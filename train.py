@@ -76,6 +76,12 @@ class Hyperparameters:
     box_loss_weight: float = hyperparameter(1.0, "of box_loss: the box head's objectness + coordinates losses",
                                             type=non_negative_float)
     temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
+    contrastive_reduction: str = hyperparameter(
+        "mean", "over a scene's C + K objects: mean, or sum (the original's: with the same weights, the contrastive "
+        "term ~C times stronger)", choices=("mean", "sum"))
+    embedding_batch_norm: str = hyperparameter(
+        "batch", "in training, the embedding model's batch norm over all views of the step at once (batch), or over "
+        "each object's N views (object: the original's)", choices=("batch", "object"))
     focal_alpha: float = hyperparameter(0.25, "of the focal losses (classifier and box objectness)", type=unit_interval)
     focal_gamma: float = hyperparameter(2.0, "of the focal losses; 0: plain binary cross-entropy",
                                         type=non_negative_float)
@@ -102,8 +108,11 @@ def loss_fn(params, nt_params, batch, models, hp):
     """(params, nt_params) as (embedding's, scene's) pairs, a batch (TRAIN_KEYS) -> (loss, (new
     nt_params, metrics)). The anchors' pass updates the embedding's batch-norm statistics."""
     (emb_params, scene_params), (emb_nt, scene_nt) = params, nt_params
-    anchors, emb_nt = embed_views(models, emb_params, emb_nt, batch["anchors"], batch["anchor_backgrounds"], True)
-    positives, _ = embed_views(models, emb_params, emb_nt, batch["positives"], batch["positive_backgrounds"], True)
+    per_object = hp.embedding_batch_norm == "object"
+    anchors, emb_nt = embed_views(models, emb_params, emb_nt, batch["anchors"], batch["anchor_backgrounds"], True,
+                                  per_object)
+    positives, _ = embed_views(models, emb_params, emb_nt, batch["positives"], batch["positive_backgrounds"], True,
+                               per_object)
     objects = mean_embedding(anchors)  # (B, Q, E)
     if hp.stop_scene_gradient:
         objects = jax.lax.stop_gradient(objects)

@@ -37,3 +37,9 @@ def test_box_loss_by_hand():
     assert float(objectness) == pytest.approx((0.25 * per + 31 * 0.75 * per) / 1, rel=1e-5)
     outputs[0, 0, 1, 1:] = 5.0  # coordinates where no prior is responsible do not count
     assert float(box_loss(outputs, targets)[1]) == pytest.approx(float(coordinates), rel=1e-6)
+
+
+def test_contrastive_sum_is_the_originals_reduction():
+    views = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]], [[0.6, 0.8]]])  # (C=3, N=1, E=2)
+    mean = contrastive_loss(views, views)
+    np.testing.assert_allclose(contrastive_loss(views, views, reduction="sum"), 3 * mean, rtol=1e-6)

@@ -48,35 +48,53 @@ def setup(priors=PRIORS, **hyperparameters):
     return hp, models, synthetic_batch(models.config)
 
 
-@pytest.mark.parametrize("priors", [PRIORS, ()])
-def test_loss_is_the_weighted_sum_of_finite_terms(priors):
-    hp, models, batch = setup(priors, contrastive_loss_weight=2.0, classifier_loss_weight=30.0, box_loss_weight=0.5)
-    params, nt_params = model_state(models)
-    loss, (new_nt, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
-    metrics = {k: float(v) for k, v in metrics.items()}
-    assert all(np.isfinite(v) for v in metrics.values())
-    expected = 2.0 * metrics["contrastive_loss"] + 30.0 * metrics["classifier_loss"]
-    if priors:
-        assert metrics["box_loss"] == pytest.approx(metrics["box_objectness_loss"] + metrics["box_coordinates_loss"])
-        expected += 0.5 * metrics["box_loss"]
-    else:
-        assert not [k for k in metrics if k.startswith("box")]
-    assert metrics["loss"] == pytest.approx(float(loss)) == pytest.approx(expected, rel=1e-5)
-    # training mode updates the batch-norm moving statistics, shapes kept
-    assert [np.shape(v) for v in new_nt[0]] == [np.shape(v) for v in nt_params[0]]
-    assert not all(np.allclose(a, b) for a, b in zip(new_nt[1], nt_params[1]))
+WEIGHTS = dict(contrastive_loss_weight=2.0, classifier_loss_weight=30.0, box_loss_weight=0.5)
 
 
-def test_train_steps_lower_every_loss_term_on_a_fixed_batch():
-    hp, models, batch = setup(learning_rate=3e-3)
+@pytest.fixture(scope="module")
+def twelve_steps():
+    """12 real train steps on a fixed synthetic batch -> (history of metrics, initial and final nt_params)."""
+    hp, models, batch = setup(learning_rate=3e-3, **WEIGHTS)
     optimizer = train.make_optimizer(hp)
     params, nt_params = model_state(models)
-    opt_state = optimizer.init(params)
-    history = []
+    initial_nt, opt_state, history = nt_params, optimizer.init(params), []
     for _ in range(12):
         params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, models, hp,
                                                                  optimizer)
         history.append({k: float(v) for k, v in metrics.items()})
+    return history, initial_nt, nt_params
+
+
+def assert_weighted_sum(metrics, box_head):
+    assert all(np.isfinite(v) for v in metrics.values())
+    expected = 2.0 * metrics["contrastive_loss"] + 30.0 * metrics["classifier_loss"]
+    if box_head:
+        assert metrics["box_loss"] == pytest.approx(metrics["box_objectness_loss"] + metrics["box_coordinates_loss"])
+        expected += 0.5 * metrics["box_loss"]
+    else:
+        assert not [k for k in metrics if k.startswith("box")]
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_loss_is_the_weighted_sum_of_finite_terms(twelve_steps):
+    history, initial_nt, final_nt = twelve_steps
+    assert_weighted_sum(history[0], box_head=True)
+    # training mode updates the batch-norm moving statistics, shapes kept
+    assert [np.shape(v) for v in final_nt[0]] == [np.shape(v) for v in initial_nt[0]]
+    assert not all(np.allclose(a, b) for a, b in zip(final_nt[1], initial_nt[1]))
+
+
+def test_loss_without_a_box_head():
+    hp, models, batch = setup((), **WEIGHTS)
+    params, nt_params = model_state(models)
+    loss, (_, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
+    metrics = {k: float(v) for k, v in metrics.items()}
+    assert metrics["loss"] == pytest.approx(float(loss))
+    assert_weighted_sum(metrics, box_head=False)
+
+
+def test_train_steps_lower_every_loss_term_on_a_fixed_batch(twelve_steps):
+    history, _, _ = twelve_steps
     first, last = history[0], history[-1]
     assert last["loss"] < 0.9 * first["loss"]
     for term in ("contrastive_loss", "classifier_loss", "box_objectness_loss", "box_coordinates_loss"):
@@ -90,3 +108,24 @@ def test_stop_scene_gradient_keeps_the_scene_loss_off_the_embeddings():
     grads, _ = jitted(jax.grad(train.loss_fn, has_aux=True))(params, nt_params, batch, models, hp)
     assert all(float(np.abs(g).max()) == 0 for g in grads[0])  # embedding's
     assert any(float(np.abs(g).max()) > 0 for g in grads[1])  # scene's
+
+
+def test_per_object_batch_norm_keeps_objects_apart_in_training_only():
+    """The original's embedding batch norm: each object's N views normalised on their own."""
+    from models import embed_views
+
+    _, models, batch = setup()
+    params, nt_params = model_state(models)
+    views, backgrounds = batch["anchors"], batch["anchor_backgrounds"]  # (B, Q, N, h, w, 4), (B, Q, N, 3)
+    other = views.copy()
+    other[0, 1] = np.roll(other[0, 1], 7, axis=-2)  # object 1 of scene 0 looks different
+
+    def embeddings(v, training, per_object):
+        e, _ = jitted_embed(params[0], nt_params[0], v, backgrounds, training, per_object)
+        return np.asarray(e)
+
+    jitted_embed = jax.jit(functools.partial(embed_views, models), static_argnums=(4, 5))
+    alone, alone_other = embeddings(views, True, True), embeddings(other, True, True)
+    np.testing.assert_allclose(alone[0, 0], alone_other[0, 0], rtol=1e-5, atol=1e-6)  # object 0 untouched
+    assert not np.allclose(embeddings(views, True, False)[0, 0], embeddings(other, True, False)[0, 0])
+    np.testing.assert_allclose(embeddings(views, False, True), embeddings(views, False, False), rtol=1e-5, atol=1e-6)
