@@ -397,9 +397,8 @@ def resume_run_dir(run_dir, hp, start):
     with atomic_write(path) as tmp, open(tmp, "w") as f:
         f.writelines(kept)
     root = os.path.join(run_dir, "checkpoints")
-    for name in os.listdir(root):
-        if name.startswith("step_") or ".tmp-" in name:
-            remove_stale_temps(os.path.join(root, name.split(".tmp-")[0].lstrip(".")))
+    for checkpoint in {n[1:].split(".tmp-")[0] for n in os.listdir(root) if n.startswith(".") and ".tmp-" in n}:
+        remove_stale_temps(os.path.join(root, checkpoint))
     options = read_json(os.path.join(run_dir, "options.json"))
     if options["steps"] != hp.steps:
         print(f"--steps {hp.steps} (the run was set to {options['steps']})")
