@@ -65,7 +65,8 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
     anchors, positives: (B, Q, N, E) view embeddings; logits: (B, Q, G, G); box_outputs:
     (B, Q, G, G, A, 5) or None without a box head; masks: (B, Q, G, G) {0,1} targets; boxes:
     (B, Q, I, 4) pixel boxes. hp: the run's Hyperparameters (train.py), its loss weights,
-    temperature and focal alpha / gamma; config: the ModelConfig (box priors, grid).
+    temperature and the classifier's focal alpha / gamma (the box objectness keeps RetinaNet's
+    0.25 / 2, so that the classifier's loss can be varied alone); config: the ModelConfig.
     """
     contrastive = jnp.mean(jax.vmap(functools.partial(contrastive_loss, temperature=hp.temperature,
                                                       reduction=hp.contrastive_reduction))(anchors, positives))
@@ -73,7 +74,7 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
     loss = hp.contrastive_loss_weight * contrastive + hp.classifier_loss_weight * classifier
     metrics = {"contrastive_loss": contrastive, "classifier_loss": classifier}
     if box_outputs is not None:
-        objectness, coordinates = box_loss(box_outputs, box_targets(boxes, config), hp.focal_alpha, hp.focal_gamma)
+        objectness, coordinates = box_loss(box_outputs, box_targets(boxes, config))
         loss += hp.box_loss_weight * (objectness + coordinates)
         metrics.update(box_loss=objectness + coordinates, box_objectness_loss=objectness,
                        box_coordinates_loss=coordinates)

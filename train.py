@@ -82,8 +82,10 @@ class Hyperparameters:
     embedding_batch_norm: str = hyperparameter(
         "batch", "in training, the embedding model's batch norm over all views of the step at once (batch), or over "
         "each object's N views (object: the original's)", choices=("batch", "object"))
-    focal_alpha: float = hyperparameter(0.25, "of the focal losses (classifier and box objectness)", type=unit_interval)
-    focal_gamma: float = hyperparameter(2.0, "of the focal losses; 0: plain binary cross-entropy",
+    focal_alpha: float = hyperparameter(0.25, "of the classifier's focal loss (the box objectness keeps 0.25)",
+                                        type=unit_interval)
+    focal_gamma: float = hyperparameter(2.0, "of the classifier's focal loss; 0 (with alpha 0.5): plain binary "
+                                        "cross-entropy (the box objectness keeps 2)",
                                         type=non_negative_float)
     stop_scene_gradient: bool = hyperparameter(False, "no gradient from the scene loss into the embedding model")
     num_priors: int = hyperparameter(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",

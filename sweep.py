@@ -1,0 +1,156 @@
+"""Compares training recipes at one budget over several seeds: a choice is kept only if it beats
+the spread. Each run trains with train.py, then test.py scores it on the validation split (where
+choices are made) and on the test split (what is reported).
+
+    python sweep.py run default --seeds 0 1                                 # train.py's defaults
+    python sweep.py run sum --seeds 0 1 -- --contrastive-reduction sum      # flags after --
+    python sweep.py table                                                   # every recipe, markdown
+
+Runs go to SWEEP_DIR/RECIPE/seedS (default runs/sweep/). Rerunning carries on: a finished seed
+is skipped, a killed one resumes from its last checkpoint. Runtime: one train.py run and two
+test.py runs per seed (~13 min per seed at the defaults on a 2-core CPU).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import train
+from data import DataError, read_json
+from util import atomic_write
+
+SPLITS = ("validation", "test")
+COLUMNS = (  # (metrics.json key, header): higher is better except false positives
+    ("average_precision", "per-cell AP"),
+    ("box_ap50", "box AP50"),
+    ("box_ap50_95", "AP[.50:.95]"),
+    ("absent_false_positives_per_query", "FP / absent query"),
+    ("retrieval_recall@1", "recall@1"),
+)
+
+
+def seed_dir(sweep_dir, recipe, seed):
+    return os.path.join(sweep_dir, recipe, f"seed{seed}")
+
+
+def check_recipe(sweep_dir, recipe, flags):
+    """Records a new recipe's flags, or a DataError if RECIPE was swept with other flags."""
+    path = os.path.join(sweep_dir, recipe, "recipe.json")
+    if os.path.exists(path):
+        recorded = read_json(path)["flags"]
+        if recorded != flags:
+            raise DataError(f"{path}: recipe {recipe!r} was run with flags {recorded}, not {flags}: give another "
+                            "name, or the same flags")
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
+        json.dump({"flags": flags}, f)
+
+
+def run_seed(run_dir, seed, flags, data_dir):
+    """Trains (or carries on) one seed, then tests it on each split not yet tested."""
+    python = sys.executable
+    if not os.path.exists(os.path.join(run_dir, "scene.weights.h5")):
+        if os.path.exists(os.path.join(run_dir, "checkpoints", "latest.json")):
+            command = [python, "train.py", "--resume", run_dir]
+        else:  # new, or killed before its first checkpoint: nothing of it worth keeping
+            command = [python, "train.py", "--data-dir", data_dir, "--run-dir", run_dir, "--seed", str(seed),
+                       "--overwrite", *flags]
+        print("+", " ".join(command), flush=True)
+        subprocess.run(command, check=True)
+    for split in SPLITS:
+        if not os.path.exists(os.path.join(run_dir, split, "metrics.json")):
+            command = [python, "test.py", "--run-dir", run_dir, "--data-dir", data_dir, "--split", split,
+                       "--num-pictures", "8"]
+            print("+", " ".join(command), flush=True)
+            subprocess.run(command, check=True)
+
+
+def summary(sweep_dir, recipe):
+    """-> (flags, seeds, {split: {key: (mean, min, max)}}) over the seeds tested on every split."""
+    flags = read_json(os.path.join(sweep_dir, recipe, "recipe.json"))["flags"]
+    rows = {}
+    for name in sorted(os.listdir(os.path.join(sweep_dir, recipe))):
+        paths = [os.path.join(sweep_dir, recipe, name, split, "metrics.json") for split in SPLITS]
+        if name.startswith("seed") and all(os.path.exists(p) for p in paths):
+            rows[int(name[4:])] = [read_json(p) for p in paths]
+    figures = {}
+    for i, split in enumerate(SPLITS):
+        figures[split] = {}
+        for key, _ in COLUMNS:
+            values = [m[i][key] for m in rows.values() if m[i].get(key) is not None]
+            if values:
+                figures[split][key] = (float(np.mean(values)), min(values), max(values))
+    return flags, sorted(rows), figures
+
+
+def table(sweep_dir, recipes):
+    """A markdown table per split: each figure as mean (min-max over the seeds)."""
+    lines = []
+    for split in SPLITS:
+        lines += [f"{split} split:", "",
+                  "| recipe | flags | seeds | " + " | ".join(h for _, h in COLUMNS) + " |",
+                  "|---|---|---|" + "---|" * len(COLUMNS)]
+        for recipe in recipes:
+            flags, seeds, figures = summary(sweep_dir, recipe)
+            cells = []
+            for key, _ in COLUMNS:
+                if key in figures[split]:
+                    mean, lo, hi = figures[split][key]
+                    cells.append(f"{mean:.3f} ({lo:.3f}-{hi:.3f})" if len(seeds) > 1 else f"{mean:.3f}")
+                else:
+                    cells.append("-")
+            lines.append(f"| {recipe} | `{' '.join(flags) or '(defaults)'}` | {','.join(map(str, seeds)) or '-'} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    flags = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep-dir", default="runs/sweep", help="where the recipes' runs go")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train and test a recipe over seeds (train.py flags after --)")
+    run.add_argument("recipe", help="a name for the recipe (a folder under --sweep-dir)")
+    run.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    run.add_argument("--data-dir", default="data/small")
+    show = commands.add_parser("table", help="print the recipes' figures as markdown")
+    show.add_argument("recipes", nargs="*", help="default: every recipe under --sweep-dir")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            bad = [f for f in flags if f in ("--run-dir", "--seed", "--data-dir", "--resume")]
+            if bad:
+                raise DataError(f"{bad[0]} is sweep.py's to set: give the other train.py flags after --")
+            if os.sep in args.recipe or args.recipe.startswith("."):
+                raise DataError(f"recipe {args.recipe!r}: give a plain name (letters, digits, - or _)")
+            # train.py's own checks of the flags, before anything is written
+            train.parse_args(["--data-dir", args.data_dir, "--run-dir", seed_dir(args.sweep_dir, args.recipe, 0),
+                              *flags])
+            check_recipe(args.sweep_dir, args.recipe, flags)
+            for seed in args.seeds:
+                run_seed(seed_dir(args.sweep_dir, args.recipe, seed), seed, flags, args.data_dir)
+        else:
+            if not os.path.isdir(args.sweep_dir):
+                raise DataError(f"--sweep-dir {args.sweep_dir} does not exist: run python sweep.py run first")
+            recipes = args.recipes or sorted(n for n in os.listdir(args.sweep_dir)
+                                             if os.path.exists(os.path.join(args.sweep_dir, n, "recipe.json")))
+            missing = [r for r in recipes if not os.path.exists(os.path.join(args.sweep_dir, r, "recipe.json"))]
+            if missing:
+                raise DataError(f"{args.sweep_dir}/{missing[0]} holds no recipe: run python sweep.py run {missing[0]}")
+            print(table(args.sweep_dir, recipes))
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"error: {' '.join(error.cmd[1:3])} ... failed (exit {error.returncode}); fix it and rerun: "
+                 "finished seeds are kept")
+
+
+if __name__ == "__main__":
+    main()
