@@ -25,7 +25,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data import GREY, DataError, composite_uint8, write_json_atomic  # noqa: E402
-from evaluate import (OPERATING_THRESHOLD, box_figures, box_queries, cell_figures, evaluate,  # noqa: E402
+from evaluate import (OPERATING_THRESHOLD, best_operating_point, box_figures, box_queries, cell_figures, evaluate,  # noqa: E402
                       evaluation_parser, load, model_answer, operating_points)
 from models import embed_objects, enable_compilation_cache  # noqa: E402
 from test import plot_pr_curves  # noqa: E402
@@ -113,11 +113,11 @@ def scored(name, pred):
     # thresholds at quantiles of the scores: the methods' scores crowd into different ranges
     scores = np.concatenate([sc for _, sc, _ in present + absent])
     thresholds = np.unique(np.quantile(scores, np.linspace(0, 0.99, 100)).round(4)) if len(scores) else [1.0]
-    threshold, best = max(operating_points(present, absent, thresholds).items(), key=lambda item: item[1]["f1"])
+    best = best_operating_point(operating_points(present, absent, thresholds))
     return {"method": name, "average_precision": figures["average_precision"], "roc_auc": figures["roc_auc"],
             "mean_per_object_average_precision": figures["mean_per_object_average_precision"],
             "box_ap50": figures["box_ap50"], "box_ap50_95": figures["box_ap50_95"], "best_box_f1": best["f1"],
-            "at_threshold": float(threshold), "precision": best["precision"], "recall": best["recall"],
+            "at_threshold": best["threshold"], "precision": best["precision"], "recall": best["recall"],
             "absent_false_positives_per_query": best["absent_false_positives_per_query"],
             "queries_per_s": pred.probs.shape[1] * pred.scenes_per_s,
             "positive_rate": figures["positive_rate"]}

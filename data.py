@@ -2,7 +2,7 @@
 
 Layout of a data dir (made by generate_data.py):
     generation.json                 the options it was generated with
-    {train,validation,test}/
+    {train,validation,test,test_shift}/
         manifest.json               counts, shapes, config, seed, versions, a checksum per chunk
         views_NNNN/                 views.npy (M, V, h, w, 4) uint8 RGBA, obj_ids.npy (M,) int16
         scenes_NNNN/                rgb.npy (S, H, W, 3) uint8, obj_ids.npy (S, K) int16,
@@ -20,11 +20,14 @@ import shutil
 import threading
 
 import numpy as np
+from PIL import Image
 
 from util import atomic_write, temp_path
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "test_shift")
+# test_shift: the test objects again, in scenes photographed from outside the training camera ranges
+SAME_OBJECTS_AS = {"test_shift": "test"}
 CHECKSUM_FILE = "checksum.sha256"
 GREY = 128
 MAKE_DATA_HINT = "make it with `sh generate_split_chunk_data.sh` (or `python generate_data.py --out-dir DIR`)"
@@ -144,14 +147,15 @@ def read_manifest(data_dir, split):
 
 
 def check_disjoint(manifests):
-    """Fails if any object id is in two splits: the test must be on objects never trained on."""
+    """Fails if any object id is in two splits (test_shift shares the test split's objects): the
+    test must be on objects never trained on."""
     owner = {}
     for manifest in manifests:
+        split = SAME_OBJECTS_AS.get(manifest["split"], manifest["split"])
         for obj_id in parse_id_range(manifest["object_ids"]):
-            if obj_id in owner:
+            if owner.setdefault(obj_id, split) != split:
                 raise DataError(f"object {obj_id} is in both the {owner[obj_id]} and {manifest['split']} "
                                 "splits: regenerate with disjoint --*-ids ranges")
-            owner[obj_id] = manifest["split"]
 
 
 class Split:
@@ -214,6 +218,54 @@ def composite_uint8(rgba, background):
 # episodes
 
 
+class SceneCrops:
+    """Reference views cut out of a split's scenes, as a user would crop them from photos: a square
+    around an instance's box with `margin` (a share of its longer side) on each side, the real
+    table and neighbours around the object, resized to the views' size, alpha 255 throughout.
+
+    For a query in scene s, the N crops are the object's N most visible instances (by pixel count)
+    in scenes other than s, so a reference never shows the scene searched; where the object has
+    fewer, the crops repeat. An object with no instance elsewhere falls back on its rendered views
+    and is counted in `fallbacks`.
+    """
+
+    def __init__(self, split, margin=0.25):
+        self.split = split
+        self.margin = margin
+        self.size = split.manifest["arrays"]["views"]["shape"][1]
+        self.fallbacks = set()
+        self.instances = {}  # obj id -> [(pixel count, scene index, (x0, y0, x1, y1))], most visible first
+        for index in range(split.num_scenes):
+            scene = split.scene(index)
+            for obj_id, boxes, counts in zip(scene["obj_ids"], scene["boxes"], scene["pixel_counts"]):
+                for box, count in zip(boxes, counts):
+                    if box[0] >= 0:
+                        self.instances.setdefault(int(obj_id), []).append((int(count), index, tuple(map(int, box))))
+        for found in self.instances.values():
+            found.sort(key=lambda item: (-item[0], item[1]))
+
+    def crop(self, rgb, box):
+        """(H, W, 3) uint8 scene, pixel box -> (size, size, 4) uint8 RGBA crop, grey past the edges."""
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0) * (1 + 2 * self.margin)
+        left, top = round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2)
+        side = max(round(side), 1)
+        pad = side
+        padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), constant_values=GREY)
+        square = padded[top + pad:top + pad + side, left + pad:left + pad + side]
+        resized = np.asarray(Image.fromarray(square).resize((self.size, self.size), Image.BILINEAR))
+        return np.concatenate([resized, np.full((self.size, self.size, 1), 255, np.uint8)], axis=-1)
+
+    def views(self, obj_id, count, scene_index):
+        """(count, size, size, 4) uint8 RGBA crops of obj_id from scenes other than scene_index."""
+        found = [(s, box) for _, s, box in self.instances.get(int(obj_id), []) if s != scene_index]
+        if not found:
+            self.fallbacks.add(int(obj_id))
+            return self.split.views(obj_id)[:count]
+        return np.stack([self.crop(self.split.scene(s)["rgb"], box)
+                         for s, box in (found[i % len(found)] for i in range(count))])
+
+
 class EpisodeLoader:
     """Training episodes as in the original: one scene, C of its objects, N anchor and N positive
     views of each (all 2N distinct), the C target masks; uint8 throughout. With num_absent = K,
@@ -224,11 +276,12 @@ class EpisodeLoader:
     epoch and the rest is drawn from a Generator seeded with (seed, i). So the loader's whole
     state is `position`, the index of the next episode, which is saved and restored to resume.
     Views sit on random background colours in training and on grey otherwise, unless
-    `background` ("random" or "grey") says.
+    `background` ("random" or "grey") says. With `crops` (a SceneCrops of the split; anchors only),
+    the reference views are cut out of other scenes instead of rendered.
     """
 
     def __init__(self, split, num_objects, num_views, seed, training, position=0, num_absent=0, positives=True,
-                 background=None):
+                 background=None, crops=None):
         if num_objects > split.objects_per_scene:
             raise DataError(f"{split.name} scenes hold {split.objects_per_scene} objects each, fewer than "
                             f"the {num_objects} objects per episode asked for: lower C (--num-objects)")
@@ -248,6 +301,9 @@ class EpisodeLoader:
         self.position = position
         self.positives = positives  # False: anchors only (inference needs no positives), so N <= V
         self.background = background or ("random" if training else "grey")
+        self.crops = crops
+        if crops is not None and positives:
+            raise ValueError("reference views cut from scenes are for evaluation (positives=False) only")
         self._epoch_order = (None, None)
 
     def scene_index(self, i):
@@ -274,6 +330,8 @@ class EpisodeLoader:
         drawn = min(2 * n, self.split.views_per_object)
         views = np.stack([self.split.views(obj_id)[rng.choice(self.split.views_per_object, drawn, replace=False)[:v]]
                           for obj_id in obj_ids])  # (C + K, 2N or N, h, w, 4) uint8
+        if self.crops is not None:  # after the draw above, so that the episode is otherwise the same
+            views = np.stack([self.crops.views(obj_id, n, self.scene_index(i)) for obj_id in obj_ids])
         if self.background == "random":
             backgrounds = rng.integers(0, 256, size=(c + k, v, 3), dtype=np.uint8)
         else:

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 
 from boxes import detections  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
-from evaluate import NMS_IOU, OPERATING_THRESHOLD  # noqa: E402
+from evaluate import NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD, stored_threshold  # noqa: E402
 from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
 from util import draw_boxes, io_error_line, palette, save_png, unit_interval  # noqa: E402
 
@@ -85,15 +85,22 @@ def references(refs=None, refs_dir=None):
     return objects
 
 
-def detect(scene_path, objects, run_dir="pretrained", threshold=OPERATING_THRESHOLD, nms_iou=NMS_IOU, out=None):
+def detect(scene_path, objects, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, out=None):
     """Finds each object, objects = [(name, [reference image paths])], in the scene image ->
     {"scene", "run_dir", "threshold", "objects": [{"name", "references", "detections": [{"box",
-    "score"}]}]}, boxes in the scene's own pixels; with out, also draws them into that image."""
+    "score"}]}]}, boxes in the scene's own pixels; with out, also draws them into that image.
+    threshold None: the run's own, chosen on its validation split by test.py."""
     run = load_run(run_dir)
     config = run.config
     if not config.priors:
         raise DataError(f"{run_dir} has no box head (its model_config.json has no priors): train one with "
                         "train.py --num-priors 3, or use pretrained")
+    if threshold is None:
+        threshold = stored_threshold(run_dir)
+        if threshold is None:
+            threshold = OPERATING_THRESHOLD
+            print(f"{run_dir} has no {OPERATING_POINT_FILE}: reporting scores >= {threshold}; sh v3_test.sh "
+                  f"{run_dir} chooses the run's own threshold on the validation split", file=sys.stderr)
     scene_rgba = read_image(scene_path)
     scene, scale, (pad_x, pad_y) = letterbox(scene_rgba, config.scene_size)
     scene = on_grey(scene)  # (S, S, 3) uint8, S = the model's scene size
@@ -131,8 +138,9 @@ def parse_args(argv=None):
     refs.add_argument("--refs", nargs="+", help="reference views of one object")
     refs.add_argument("--refs-dir", help="one sub-folder of reference views per object, named by the folder")
     parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
-    parser.add_argument("--threshold", type=unit_interval, default=OPERATING_THRESHOLD,
-                        help="lowest score reported; the best box F1 on the validation split (default: %(default)s)")
+    parser.add_argument("--threshold", type=unit_interval,
+                        help=f"lowest score reported (default: the run's, the best box F1 on its validation split: "
+                        f"RUN_DIR/{OPERATING_POINT_FILE})")
     parser.add_argument("--nms-iou", type=unit_interval, default=NMS_IOU,
                         help="non-max suppression IoU (default: %(default)s)")
     parser.add_argument("--out", help="write the scene with the detections drawn here (PNG, or the format its "

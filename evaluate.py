@@ -14,18 +14,20 @@ candidates over `min_score` after NMS, and collects everything as `Predictions`.
 
 import argparse
 import dataclasses
+import os
 import time
 
 import numpy as np
 from tqdm import tqdm
 
 from boxes import decode, select, visible
-from data import GREY, EpisodeLoader, Split
+from data import GREY, EpisodeLoader, SceneCrops, Split, read_json
 from metrics import average_precision, box_metrics, match_detections, pixel_metrics, recall_at_1
 from models import INFERENCE_KEYS, check_scene_size, embed_objects, infer_batch, load_run
 from util import non_negative_int, unit_interval
 
-OPERATING_THRESHOLD = 0.2  # box score a detection is reported at: best box F1 on validation, pretrained/
+OPERATING_THRESHOLD = 0.2  # box score a detection is reported at by a run that has not chosen its own
+OPERATING_POINT_FILE = "operating_point.json"  # in a run dir: its threshold, chosen on validation by test.py
 OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 0.05))
 MIN_SCORE = 0.01  # lowest box score kept for AP
 NMS_IOU = 0.5
@@ -53,7 +55,8 @@ def evaluation_parser(description, out_dir_help, run_dir_help="a finished run of
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--run-dir", default="pretrained", help=run_dir_help)
     parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
-    parser.add_argument("--split", choices=("test", "validation"), default="test")
+    parser.add_argument("--split", choices=("test", "validation", "test_shift"), default="test",
+                        help="test_shift: the test objects seen from cameras outside the training ranges")
     parser.add_argument("--out-dir", help=out_dir_help)
     parser.add_argument("--absent-queries", type=non_negative_int, default=4,
                         help="K: objects NOT in the scene queried per scene")
@@ -87,13 +90,15 @@ def model_answer(models, params, nt_params):
 
 
 def evaluate(split, answer, *, num_views, num_objects=None, num_absent=0, num_episodes=None, batch_size=8,
-             background="grey", seed=0, min_score=MIN_SCORE, nms_iou=NMS_IOU, desc=None):
+             background="grey", references="renders", seed=0, min_score=MIN_SCORE, nms_iou=NMS_IOU, desc=None):
     """Episodes 0..num_episodes-1 (default: one per scene) of C = num_objects (default: all of a
-    scene's) present and K = num_absent absent queries, N = num_views reference views on
-    `background`, answered `batch_size` episodes at a time -> Predictions. A short last batch is
-    padded with episode 0, so a jitted answer compiles once. desc: a progress bar's label."""
+    scene's) present and K = num_absent absent queries, N = num_views reference views (rendered on
+    `background`, or with references="crops" cut from the split's other scenes: data.SceneCrops),
+    answered `batch_size` episodes at a time -> Predictions. A short last batch is padded with
+    episode 0, so a jitted answer compiles once. desc: a progress bar's label."""
+    crops = SceneCrops(split) if references == "crops" else None
     loader = EpisodeLoader(split, num_objects or split.objects_per_scene, num_views, seed, training=False,
-                           num_absent=num_absent, positives=False, background=background)
+                           num_absent=num_absent, positives=False, background=background, crops=crops)
     num = num_episodes or split.num_scenes
 
     def batch_at(start):
@@ -161,6 +166,20 @@ def box_figures(pred, threshold):
                 "absent_false_positives_per_query": false_positives_per_query([sc for _, sc, _ in absent], threshold),
                 "box_operating_points": operating_points(present, absent)})
     return out
+
+
+def best_operating_point(points):
+    """box_figures()'s operating points -> {"threshold", "precision", "recall", "f1",
+    "absent_false_positives_per_query"} where the box F1 (absent queries' detections counted as
+    false) is highest; the lower threshold on a tie."""
+    threshold, best = max(points.items(), key=lambda item: (item[1]["f1"], -float(item[0])))
+    return {"threshold": float(threshold), **best}
+
+
+def stored_threshold(run_dir):
+    """The operating threshold a run chose on its validation split, or None before test.py has."""
+    path = os.path.join(run_dir, OPERATING_POINT_FILE)
+    return read_json(path)["threshold"] if os.path.exists(path) else None
 
 
 def false_positives_per_query(absent_scores, threshold):

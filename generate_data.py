@@ -25,9 +25,9 @@ import threading
 import numpy as np
 from tqdm import tqdm
 
-from data import (FORMAT_VERSION, SPLITS, DataError, check_disjoint, chunk_is_valid, parse_id_range,
-                  read_json, stored_checksum, write_chunk, write_json_atomic)
-from render import NUM_OBJECTS, Renderer
+from data import (FORMAT_VERSION, SAME_OBJECTS_AS, SPLITS, DataError, check_disjoint, chunk_is_valid,
+                  parse_id_range, read_json, stored_checksum, write_chunk, write_json_atomic)
+from render import NUM_OBJECTS, CameraRanges, Renderer
 from util import io_error_line, non_negative_int, positive_int
 
 PROFILES = {
@@ -39,6 +39,10 @@ PROFILES = {
                  scene_size=640, grid_size=80),
 }
 KINDS = ("views", "scenes")
+# The test_shift split's cameras: farther, lower and from every side, outside the ranges above
+SHIFTED_CAMERA = CameraRanges(distance=(2.2, 3.0), pitch=(-55.0, -35.0), yaw=(0.0, 360.0))
+# What a data dir made before these options existed was rendered with: it is completed, not refused
+IMPLIED = {f"camera_{k}": list(v) for k, v in vars(CameraRanges()).items()}
 
 
 def parse_args(argv=None):
@@ -57,7 +61,16 @@ def parse_args(argv=None):
     for split, ids in zip(SPLITS, ("0-799", "800-899", "900-999")):
         parser.add_argument(f"--{split}-ids", default=ids, help=f"object ids of the {split} split, inclusive, within "
                             f"0-{NUM_OBJECTS - 1}")
-        parser.add_argument(f"--num-{split}-scenes", type=non_negative_int, help=f"scenes in the {split} split")
+    for split in SPLITS:
+        parser.add_argument(f"--num-{split.replace('_', '-')}-scenes", type=non_negative_int,
+                            help=f"scenes in the {split} split" + (" (default: as many as the test split)"
+                                                                   if split in SAME_OBJECTS_AS else ""))
+    for prefix, camera, whose in (("", CameraRanges(), "every split but test_shift"),
+                                  ("shift-", SHIFTED_CAMERA, "the test_shift split (the test objects)")):
+        for key, what in (("distance", "metres from the table's centre"), ("pitch", "degrees, -90: straight down"),
+                          ("yaw", "degrees around the table")):
+            parser.add_argument(f"--{prefix}camera-{key}", type=float, nargs=2, metavar=("LO", "HI"),
+                                default=list(getattr(camera, key)), help=f"scene camera range of {whose}: {what}")
     parser.add_argument("--views-per-object", type=positive_int, help="reference views rendered per object")
     parser.add_argument("--scene-size", type=positive_int, help="scene width = height in pixels")
     parser.add_argument("--grid-size", type=positive_int,
@@ -72,12 +85,19 @@ def parse_args(argv=None):
     for key, value in PROFILES[args.profile].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.num_test_shift_scenes is None:
+        args.num_test_shift_scenes = args.num_test_scenes
+    for key, value in vars(args).items():
+        if "camera_" in key and value[0] > value[1]:
+            parser.error(f"--{key.replace('_', '-')} {value[0]:g} {value[1]:g}: give the lower bound first")
     if not 0 <= args.shard_index < args.shard_count:
         parser.error(f"--shard-index {args.shard_index} must be in 0..{args.shard_count - 1} (--shard-count "
                      f"{args.shard_count})")
     if args.scene_size % args.grid_size:
         parser.error(f"--scene-size {args.scene_size} must be a multiple of --grid-size {args.grid_size}")
     for split in SPLITS:
+        if split in SAME_OBJECTS_AS:
+            continue
         text = getattr(args, f"{split}_ids")
         try:
             ids = parse_id_range(text)
@@ -99,11 +119,21 @@ def generation_config(args):
     return config
 
 
+def split_ids(config, split):
+    """The object-id range text of a split."""
+    return config[f"{SAME_OBJECTS_AS.get(split, split)}_ids"]
+
+
+def scene_camera(config, split):
+    prefix = "shift_" if split in SAME_OBJECTS_AS else ""
+    return CameraRanges(**{k: tuple(config[f"{prefix}camera_{k}"]) for k in ("distance", "pitch", "yaw")})
+
+
 def plan_chunks(config):
     """Every chunk of every split: dicts with split, kind, index, name and the ids it covers."""
     chunks = []
     for split in SPLITS:
-        ids = list(parse_id_range(config[f"{split}_ids"]))
+        ids = list(parse_id_range(split_ids(config, split)))
         per = config["objects_per_chunk"]
         for index, start in enumerate(range(0, len(ids), per)):
             chunks.append(dict(split=split, kind="views", index=index, obj_ids=ids[start:start + per]))
@@ -130,12 +160,13 @@ def render_chunk(config, chunk):
                           for obj_id in chunk["obj_ids"]])  # (M, V, h, w, 4) uint8
         arrays = dict(views=views, obj_ids=np.asarray(chunk["obj_ids"], dtype=np.int16))
     else:
-        split_ids = np.asarray(parse_id_range(config[f"{chunk['split']}_ids"]))
+        ids = np.asarray(parse_id_range(split_ids(config, chunk["split"])))
+        camera = scene_camera(config, chunk["split"])
         scenes = []
         for _ in range(chunk["count"]):
-            obj_ids = rng.choice(split_ids, size=config["objects_per_scene"], replace=False)
+            obj_ids = rng.choice(ids, size=config["objects_per_scene"], replace=False)
             rgb, labels = renderer.scene(obj_ids, rng, config["scene_size"], config["grid_size"],
-                                         config["instances_per_object"])
+                                         config["instances_per_object"], camera)
             scenes.append(dict(rgb=rgb, **vars(labels)))
         arrays = {key: np.stack([s[key] for s in scenes]) for key in scenes[0]}  # (S, ...)
     renderer.close()
@@ -230,7 +261,7 @@ def render_code_sha256():
 
 
 def manifest_for(config, split, chunks, split_dir):
-    ids = list(parse_id_range(config[f"{split}_ids"]))
+    ids = list(parse_id_range(split_ids(config, split)))
     entries = [dict(name=c["name"], kind=c["kind"], checksum=stored_checksum(os.path.join(split_dir, c["name"])),
                     count=len(c["obj_ids"]) if c["kind"] == "views" else c["count"]) for c in chunks]
     s, g, v = config["scene_size"], config["grid_size"], config["view_size"]
@@ -238,7 +269,8 @@ def manifest_for(config, split, chunks, split_dir):
     return {
         "format_version": FORMAT_VERSION,
         "split": split,
-        "object_ids": config[f"{split}_ids"],
+        "object_ids": split_ids(config, split),
+        "camera": vars(scene_camera(config, split)),
         "num_objects": len(ids),
         "num_scenes": config[f"num_{split}_scenes"],
         "views_per_object": config["views_per_object"],
@@ -266,7 +298,9 @@ def prepare_out_dir(out_dir, config, own_chunks):
     what a killed run left of own_chunks (other shards may be writing theirs)."""
     path = os.path.join(out_dir, "generation.json")
     if os.path.exists(path):
-        previous = read_json(path)
+        # options added since the dir was made: its chunks were rendered as their implied values say,
+        # and a new split is simply rendered beside them
+        previous = {**{k: config[k] for k in config if k not in IMPLIED}, **IMPLIED, **read_json(path)}
         if previous != config:
             changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
             raise DataError(f"{out_dir} was generated with other options ({', '.join(changed)} differ, see "
@@ -284,7 +318,7 @@ def prepare_out_dir(out_dir, config, own_chunks):
 def main(argv=None):
     args = parse_args(argv)
     config = generation_config(args)
-    check_disjoint([{"split": s, "object_ids": config[f"{s}_ids"]} for s in SPLITS])
+    check_disjoint([{"split": s, "object_ids": split_ids(config, s)} for s in SPLITS])
     chunks = plan_chunks(config)
     own_chunks = chunks[args.shard_index::args.shard_count]
     prepare_out_dir(args.out_dir, config, own_chunks)

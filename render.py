@@ -49,6 +49,15 @@ def random_orientation(rng):
     return pb.getQuaternionFromEuler(rng.uniform(0, np.pi, size=3))
 
 
+@dataclass(frozen=True)
+class CameraRanges:
+    """Uniform ranges the scene camera is drawn from; the defaults are the original's."""
+
+    distance: tuple = (1.0, 2.0)  # metres from a point near the table's centre
+    pitch: tuple = (-89.0, -60.0)  # degrees; -90 looks straight down
+    yaw: tuple = (0.0, 180.0)  # degrees around the table
+
+
 @dataclass
 class SceneLabels:
     """Labels for the K distinct objects of one scene (K=16 in the original), I instances each."""
@@ -99,8 +108,9 @@ class Renderer:
         rgba[..., 3] = np.where(seg == body, 255, 0)
         return rgba
 
-    def scene(self, obj_ids, rng, size=640, grid=80, instances=4):
-        """Drops `instances` copies of each object on the table and photographs it.
+    def scene(self, obj_ids, rng, size=640, grid=80, instances=4, camera=CameraRanges()):
+        """Drops `instances` copies of each object on the table and photographs it from a camera
+        drawn from `camera`'s ranges.
 
         Returns ((size, size, 3) uint8 RGB, SceneLabels) with labels on a (grid, grid) grid.
         """
@@ -127,7 +137,7 @@ class Renderer:
 
         view = pb.computeViewMatrixFromYawPitchRoll(
             cameraTargetPosition=(rng.uniform(0.4, 0.6), rng.uniform(-0.1, 0.1), 0),
-            distance=rng.uniform(1, 2), yaw=rng.uniform(0, 180), pitch=rng.uniform(-89, -60),
+            distance=rng.uniform(*camera.distance), yaw=rng.uniform(*camera.yaw), pitch=rng.uniform(*camera.pitch),
             roll=rng.uniform(-10, 10), upAxisIndex=2)
         projection = pb.computeProjectionMatrixFOV(fov=rng.uniform(40, 50), aspect=1, nearVal=0.1, farVal=100)
         rgba, seg = self._camera_image(size, view, projection)

@@ -22,9 +22,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from boxes import visible  # noqa: E402
-from data import GREY, DataError, composite_uint8, write_json_atomic  # noqa: E402
-from evaluate import (MIN_SCORE, NMS_IOU, OPERATING_THRESHOLD, box_figures, cell_figures, evaluate,  # noqa: E402
-                      evaluation_parser, load, model_answer, object_embeddings, retrieval_recall)
+from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
+from evaluate import (MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, best_operating_point, box_figures,  # noqa: E402
+                      box_queries, cell_figures, evaluate, evaluation_parser, load, model_answer, object_embeddings,
+                      operating_points, retrieval_recall, stored_threshold)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import (atomic_write, border, draw_boxes, heatmap, hstack, io_error_line, non_negative_int,  # noqa: E402
@@ -101,9 +102,36 @@ def plot_pr_curves(path, curves, positive_rate):
     save_figure(path, fig)
 
 
-def write_index(path, run_dir, metrics, rows, absent_rows, neighbours=False):
+def evaluations(run_dir):
+    """{dir name: metrics.json} of every evaluation test.py has written in the run dir."""
+    found = {}
+    for name in sorted(os.listdir(run_dir)):
+        path = os.path.join(run_dir, name, "metrics.json")
+        if os.path.exists(os.path.join(run_dir, name, OUTPUT_MARKER)) and os.path.exists(path):
+            found[name] = read_json(path)
+    return found
+
+
+def robustness_table(figures):
+    """HTML rows comparing evaluations {name: metrics}: the headline figures, and box AP50 as a
+    share of the test split's with rendered references."""
+    test_ap = figures.get("test", {}).get("box_ap50")
+    rows = ["<tr><th>evaluation</th><th>split</th><th>references</th><th>per-cell AP</th><th>box AP50</th>"
+            "<th>AP[.50:.95]</th><th>FP per absent query (threshold)</th><th>box AP50 / test's</th></tr>"]
+    for name, m in figures.items():
+        if "box_ap50" not in m:
+            continue
+        ratio = f"{m['box_ap50'] / test_ap:.2f}" if test_ap else "-"
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{m['split']}</td><td>{m.get('references', 'renders')}</td>"
+                    f"<td>{m['average_precision']:.3f}</td><td>{m['box_ap50']:.3f}</td><td>{m['box_ap50_95']:.3f}</td>"
+                    f"<td>{m['absent_false_positives_per_query']:.2f} ({m['box_threshold']:.2f})</td><td>{ratio}</td></tr>")
+    return "\n".join(rows) if len(rows) > 1 else ""
+
+
+def write_index(path, run_dir, metrics, rows, absent_rows, neighbours=False, others=None):
     """rows: (name, scene index, object id, AP), worst first; absent_rows: (name, scene, object, top
-    score); neighbours: whether neighbours.png is there."""
+    score); neighbours: whether neighbours.png is there; others: {name: metrics} of the run's
+    evaluations, this one included, for the robustness table."""
     keys = ("average_precision", "positive_rate", "roc_auc", "f1@0.5", "retrieval_recall@1", "box_ap50",
             "box_ap50_95", "absent_false_positives_per_query")
     headline = ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if metrics.get(k) is not None)
@@ -122,6 +150,11 @@ def write_index(path, run_dir, metrics, rows, absent_rows, neighbours=False):
                "<p>Left: an object's first reference view; right: the 10 objects whose embedding (mean of their "
                "other views) is nearest its own, nearest first; green: itself, red: another object.</p>"
                '<img src="neighbours.png">') if neighbours else ""
+    table = robustness_table(others or {})
+    robustness = (f"<h2>Robustness: this run's evaluations side by side</h2><p>test_shift: the test objects seen "
+                  "from cameras outside the training ranges; crops: reference views cut out of other scenes "
+                  "instead of clean renders (test.py --split test_shift, --references crops).</p>"
+                  f"<table>{table}</table>") if table.count("<tr>") > 2 else ""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>yolz test: {html.escape(run_dir)}</title>
 <style>body {{font-family: sans-serif}} td {{vertical-align: top; padding: 4px}}
@@ -132,6 +165,7 @@ Each row: the pair and its reference views | heatmap of P(object), true boxes in
 " true boxes (green) and detections over the threshold (red, with score) |" if has_boxes else ""} scene with
 y_pred as alpha, scene, scene with y_true as alpha.</p>
 <img src="pr_curve.png">
+{robustness}
 {nearest}
 <h2>Objects in the scene, sorted by the pair's per-cell AP, worst first</h2>
 <table>
@@ -165,27 +199,48 @@ def check_out_dir(out_dir, default):
                         "whole: give a new or empty directory")
 
 
-def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, background="grey", batch_size=8,
-         num_pictures=48, absent_queries=4, threshold=OPERATING_THRESHOLD, min_score=MIN_SCORE, nms_iou=NMS_IOU):
-    """Tests a run on a split and writes out_dir (default RUN_DIR/SPLIT) -> metrics.json's dict.
-    num_views 0: the N the run trained with."""
-    default_out = os.path.join(run_dir, split_name)
+def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, background="grey", references="renders",
+         batch_size=8, num_pictures=48, absent_queries=4, threshold=None, min_score=MIN_SCORE, nms_iou=NMS_IOU):
+    """Tests a run on a split and writes out_dir (default RUN_DIR/SPLIT, RUN_DIR/SPLIT_crops with
+    references="crops") -> metrics.json's dict. num_views 0: the N the run trained with.
+
+    threshold None: the run's operating threshold, the best box F1 on the validation split with
+    rendered references; on that split (and first, if the run has none yet) test.py chooses it
+    and writes RUN_DIR/operating_point.json."""
+    default_out = os.path.join(run_dir, split_name + ("_crops" if references == "crops" else ""))
     out_dir = out_dir or default_out
     check_out_dir(out_dir, default_out)
     run, split = load(run_dir, data_dir, split_name)
+    chooses = split_name == "validation" and references == "renders" and bool(run.config.priors)
+    if threshold is None and not chooses and run.config.priors:
+        threshold = stored_threshold(run_dir)
+        if threshold is None:
+            print(f"{run_dir} has no {OPERATING_POINT_FILE} yet: choosing its operating threshold on the validation "
+                  "split first")
+            threshold = test(run_dir, data_dir, "validation", num_views=num_views, background=background,
+                             batch_size=batch_size, num_pictures=num_pictures, absent_queries=absent_queries,
+                             min_score=min_score, nms_iou=nms_iou)["box_threshold"]
     num_views = num_views or run.options["num_views"]
     if num_views > split.views_per_object:
         raise DataError(f"--num-views {num_views}: {data_dir}/{split_name} has only {split.views_per_object} "
                         "views per object")
     pred = evaluate(split, model_answer(run.models, run.params, run.nt_params), num_views=num_views,
-                    num_absent=absent_queries, batch_size=batch_size, background=background, min_score=min_score,
-                    nms_iou=nms_iou, desc="testing")
+                    num_absent=absent_queries, batch_size=batch_size, background=background, references=references,
+                    min_score=min_score, nms_iou=nms_iou, desc="testing")
     embeddings = object_embeddings(split, run, num_views)
     metrics = cell_figures(pred, retrieval_recall(embeddings))
     if run.config.priors:
+        if chooses:
+            point = best_operating_point(operating_points(*box_queries(pred)))
+            write_json_atomic(os.path.join(run_dir, OPERATING_POINT_FILE), {
+                **point, "chosen_on": split_name, "data_dir": data_dir, "num_views": num_views,
+                "absent_queries": absent_queries, "rule": "best box F1 at IoU 0.5, absent queries' detections false"})
+            threshold = point["threshold"] if threshold is None else threshold
         metrics.update(box_figures(pred, threshold))
     metrics.update({"scenes_per_s": pred.scenes_per_s, "compile_s": pred.compile_s, "run_dir": run_dir,
                     "data_dir": data_dir, "split": split_name, "num_views": num_views, "background": background,
+                    "references": references, "crop_fallback_objects": sorted(pred.loader.crops.fallbacks)
+                    if pred.loader.crops else [],
                     "device": jax.devices()[0].device_kind})
 
     remove_stale_temps(out_dir)
@@ -211,10 +266,13 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
                    metrics["positive_rate"])
     if embeddings is not None:
         save_png(os.path.join(tmp, "neighbours.png"), neighbour_collage(split, *embeddings))
-    write_index(os.path.join(tmp, "index.html"), run_dir, metrics, rows, absent_rows, embeddings is not None)
+    name = os.path.basename(os.path.abspath(out_dir))
+    others = {**{n: m for n, m in evaluations(run_dir).items() if n != name}, name: metrics}
+    write_index(os.path.join(tmp, "index.html"), run_dir, metrics, rows, absent_rows, embeddings is not None, others)
     write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
     swap_dir(tmp, out_dir)
-    print(f"{split_name} split, {metrics['num_objects']} objects never seen in training, {metrics['num_scenes']} "
+    crops = " (reference views cut from other scenes)" if references == "crops" else ""
+    print(f"{split_name} split{crops}, {metrics['num_objects']} objects never seen in training, {metrics['num_scenes']} "
           f"scenes: per-cell AP {metrics['average_precision']:.3f} (a constant guess: {metrics['positive_rate']:.3f}), "
           f"ROC AUC {metrics['roc_auc']:.3f}, F1@0.25 {metrics['f1@0.25']:.3f}, F1@0.5 {metrics['f1@0.5']:.3f}, "
           f"retrieval recall@1 {metrics['retrieval_recall@1'] or float('nan'):.3f}; {pred.scenes_per_s:.1f} scenes/s")
@@ -232,11 +290,15 @@ def make_parser():
                         help="N reference views per object; 0: the run's own N")
     parser.add_argument("--background", choices=("grey", "random"), default="grey",
                         help="colour the reference views are composited on (training used random ones)")
+    parser.add_argument("--references", choices=("renders", "crops"), default="renders",
+                        help="crops: each query's reference views cut out of the split's other scenes around the "
+                        "object (real background, as a user would crop photos) instead of clean renders")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="scenes per eval step")
     parser.add_argument("--num-pictures", type=non_negative_int, default=48,
                         help="(scene, object) pairs drawn, worst to best, and a quarter as many absent queries")
-    parser.add_argument("--threshold", type=unit_interval, default=OPERATING_THRESHOLD,
-                        help="operating score of a box detection (best box F1 on the validation split, pretrained)")
+    parser.add_argument("--threshold", type=unit_interval,
+                        help="operating score of a box detection (default: the run's, chosen on the validation split: "
+                        f"RUN_DIR/{OPERATING_POINT_FILE})")
     return parser
 
 
@@ -245,9 +307,9 @@ def main(argv=None):
     args = make_parser().parse_args(argv)
     try:
         return test(args.run_dir, args.data_dir, args.split, out_dir=args.out_dir, num_views=args.num_views,
-                    background=args.background, batch_size=args.batch_size, num_pictures=args.num_pictures,
-                    absent_queries=args.absent_queries, threshold=args.threshold, min_score=args.min_score,
-                    nms_iou=args.nms_iou)
+                    background=args.background, references=args.references, batch_size=args.batch_size,
+                    num_pictures=args.num_pictures, absent_queries=args.absent_queries, threshold=args.threshold,
+                    min_score=args.min_score, nms_iou=args.nms_iou)
     except DataError as error:
         sys.exit(f"error: {error}")
     except OSError as error:

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from data import GREY, DataError, EpisodeLoader, Split, composite, parse_id_range, prefetch
+from data import GREY, DataError, EpisodeLoader, SceneCrops, Split, composite, parse_id_range, prefetch
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +125,36 @@ def test_parse_id_range():
     assert parse_id_range("800-899") == range(800, 900)
     with pytest.raises(ValueError, match="must look like"):
         parse_id_range("800")
+
+
+class TwoScenes:
+    """A split of two 32x32 black scenes holding object 7 once each: a red 4x4 square at (10, 10)
+    in scene 0, a green one at (0, 0) in scene 1."""
+
+    manifest = {"arrays": {"views": {"shape": [3, 8, 8, 4]}}}
+    num_scenes = 2
+
+    def scene(self, index):
+        rgb = np.zeros((32, 32, 3), np.uint8)
+        x = (10, 0)[index]
+        rgb[x:x + 4, x:x + 4] = ((255, 0, 0), (0, 255, 0))[index]
+        return {"rgb": rgb, "obj_ids": np.array([7]), "boxes": np.array([[[x, x, x + 4, x + 4], [-1, -1, -1, -1]]]),
+                "pixel_counts": np.array([[16, 0]])}
+
+    def views(self, obj_id):
+        return np.full((3, 8, 8, 4), obj_id, np.uint8)
+
+
+def test_scene_crops_by_hand():
+    crops = SceneCrops(TwoScenes())  # margin 0.25: a 6x6 square around a 4x4 box, resized to 8x8
+    red = crops.crop(TwoScenes().scene(0)["rgb"], (10, 10, 14, 14))
+    assert red.shape == (8, 8, 4) and (red[..., 3] == 255).all()
+    assert red[4, 4, :3].tolist() == [255, 0, 0] and red[0, 0, :3].tolist() == [0, 0, 0]  # the object, its surround
+    corner = crops.crop(TwoScenes().scene(1)["rgb"], (0, 0, 4, 4))  # past the scene's edge: grey
+    assert corner[0, 0, :3].tolist() == [GREY] * 3 and corner[4, 4, :3].tolist() == [0, 255, 0]
+    # a query in scene 0 gets crops of scene 1 only (repeated), never of the scene searched
+    views = crops.views(7, 3, scene_index=0)
+    assert views.shape == (3, 8, 8, 4) and (views == views[0]).all() and views[0, 4, 4, :3].tolist() == [0, 255, 0]
+    assert crops.views(7, 1, scene_index=1)[0, 4, 4, :3].tolist() == [255, 0, 0]
+    assert crops.fallbacks == set()
+    assert (crops.views(8, 2, scene_index=0) == 8).all() and crops.fallbacks == {8}  # nowhere: its renders

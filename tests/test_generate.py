@@ -205,3 +205,47 @@ def test_workers_of_a_killed_run_exit_at_once(tmp_path):
     time.sleep(0.5)  # a 48-scene chunk takes seconds to render: its worker would still be at it
     alive = [w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().split()[2] != "Z"]
     assert not alive, f"workers {alive} outlived their parent"
+
+
+def test_test_shift_shows_the_test_objects_from_outside_the_training_cameras(tiny_data):
+    from generate_data import SHIFTED_CAMERA
+
+    test, shift = Split(tiny_data, "test"), Split(tiny_data, "test_shift")  # sharing objects is allowed here
+    assert shift.manifest["object_ids"] == test.manifest["object_ids"] and shift.num_scenes == test.num_scenes
+    assert shift.manifest["camera"]["distance"] == list(SHIFTED_CAMERA.distance)
+    assert test.manifest["camera"]["distance"] == [1.0, 2.0]
+
+    def box_areas(split):
+        boxes = np.concatenate([split.scene(i)["boxes"].reshape(-1, 4) for i in range(split.num_scenes)])
+        boxes = boxes[boxes[:, 0] >= 0].astype(float)
+        return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+    assert np.mean(box_areas(shift)) < 0.7 * np.mean(box_areas(test))  # farther: smaller objects
+
+
+def test_a_data_dir_made_before_test_shift_is_completed_not_refused(tiny_data, tmp_path):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    shutil.rmtree(data / "test_shift")
+    config = json.loads((data / "generation.json").read_text())
+    old = {k: v for k, v in config.items() if "camera" not in k and "test_shift" not in k}
+    (data / "generation.json").write_text(json.dumps(old))
+    generate(data)
+    after = dataset_bytes(data)
+    assert {k: v for k, v in after.items() if "manifest" not in k and "generation" not in k} == \
+        {k: v for k, v in dataset_bytes(tiny_data).items() if "manifest" not in k and "generation" not in k}
+    assert json.loads((data / "generation.json").read_text()) == config
+    with pytest.raises(DataError, match=r"other options \(camera_distance differ"):  # a real change still is refused
+        generate_data_main(["--out-dir", str(data), *tiny_args(data)[2:], "--camera-distance", "1", "3"])
+
+
+def generate_data_main(argv):
+    import generate_data
+
+    generate_data.main(argv)
+
+
+def test_a_camera_range_upside_down_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        generate_data_main([*tiny_args(tmp_path / "data"), "--camera-pitch", "-60", "-89"])
+    assert "--camera-pitch -60 -89: give the lower bound first" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

@@ -140,3 +140,51 @@ def test_bad_flags_are_one_line_errors(flag, value, capsys):
     with pytest.raises(SystemExit) as error:
         yolz_test.main([flag, value])
     assert error.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+
+
+def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tiny_data, trained, tmp_path, capsys):
+    import detect
+    from evaluate import best_operating_point
+
+    run = shutil.copytree(trained, tmp_path / "run")
+    args = ["--run-dir", str(run), "--data-dir", tiny_data, "--num-pictures", "2", "--absent-queries", "1",
+            "--min-score", "0"]
+    metrics = yolz_test.main(args)
+    assert "choosing its operating threshold on the validation split first" in capsys.readouterr().out
+    chosen = json.loads((run / "operating_point.json").read_text())
+    points = json.loads((run / "validation" / "metrics.json").read_text())["box_operating_points"]
+    assert chosen["chosen_on"] == "validation" and chosen["threshold"] == best_operating_point(points)["threshold"]
+    assert all(p["f1"] <= chosen["f1"] for p in points.values())
+    assert metrics["box_threshold"] == chosen["threshold"]
+    (run / "operating_point.json").write_text(json.dumps({**chosen, "threshold": 0.9}))
+    assert yolz_test.main(args)["box_threshold"] == 0.9  # the stored one, not a constant
+    assert detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--refs",
+                        *write_views(tiny_data, tmp_path)])["threshold"] == 0.9
+    assert yolz_test.main([*args, "--threshold", "0.3"])["box_threshold"] == 0.3  # unless told
+
+
+def write_views(data_dir, tmp_path):
+    """A test scene and two views of one of its objects as PNG files -> the views' paths."""
+    from data import Split
+
+    split = Split(data_dir, "test")
+    Image.fromarray(split.scene(0)["rgb"]).save(tmp_path / "scene.png")
+    paths = []
+    for i, view in enumerate(split.views(split.scene(0)["obj_ids"][0])[:2]):
+        Image.fromarray(view).save(tmp_path / f"view{i}.png")
+        paths.append(str(tmp_path / f"view{i}.png"))
+    return paths
+
+
+def test_robustness_evaluations_and_their_table(tiny_data, trained, tmp_path):
+    run = shutil.copytree(trained, tmp_path / "run")
+    args = ["--run-dir", str(run), "--data-dir", tiny_data, "--num-pictures", "2", "--absent-queries", "1",
+            "--threshold", "0.5"]
+    shift = yolz_test.main([*args, "--split", "test_shift"])
+    crops = yolz_test.main([*args, "--references", "crops"])
+    test = yolz_test.main(args)
+    assert shift["split"] == "test_shift" and set(shift["per_object_average_precision"]) <= {str(i) for i in range(15, 20)}
+    assert crops["references"] == "crops" and (run / "test_crops" / "metrics.json").exists()
+    assert crops["num_pairs"] == test["num_pairs"]  # the same queries, other references
+    page = (run / "test" / "index.html").read_text()
+    assert "Robustness" in page and all(f"<td>{name}</td>" in page for name in ("test_shift", "test_crops", "test"))
