@@ -48,9 +48,9 @@ def parse_id_range(text):
     return range(lo, hi + 1)
 
 
-def write_json_atomic(path, obj):
+def write_json_atomic(path, obj, indent=1):
     with atomic_write(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
+        json.dump(obj, f, indent=indent, sort_keys=True, separators=None if indent else (",", ":"))
         f.write("\n")
 
 

@@ -1,6 +1,6 @@
 """Renders the train / validation / test splits into chunks, in parallel, resumably.
 
-    python generate_data.py --out-dir data/small --profile small   # ~4 min on 2 cores, 475 MB
+    python generate_data.py --out-dir data/small --profile small   # ~5 min on 2 cores, 530 MB
 
 Each chunk has its own seed (derived from --seed, the split and the chunk index), so the
 output is byte-identical whatever --workers, --out-dir or the caller's environment (within one

@@ -2,7 +2,8 @@
 # Renders the train / validation / test splits (objects 0-799 / 800-899 / 900-999) with pybullet
 # into chunks under $OUT_DIR, and test_shift (the test objects seen from cameras outside the
 # training ranges: the robustness test), then writes a contact sheet of a few training scenes.
-# Runtime on a 2-core CPU: small profile ~4 min (475 MB); full profile (the original's scale)
+# Runtime on a 2-core CPU: small profile ~5 min (530 MB; estimated: ~4 min measured before
+# test_shift, which adds 5 of 43 chunks); full profile (the original's scale)
 # ~1 h (estimated from the small one, ~22 GB). Killed? Run it again: it carries on.
 # Result: $OUT_DIR/{train,validation,test,test_shift}/manifest.json and $OUT_DIR/preview_train.png.
 # On K machines sharing $OUT_DIR: SHARD_INDEX=i SHARD_COUNT=K on machine i (docs/training.md, Scaling out).

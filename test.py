@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 from boxes import visible  # noqa: E402
 from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
 from evaluate import (MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, best_operating_point, box_figures,  # noqa: E402
-                      box_queries, cell_figures, evaluate, evaluation_parser, load, model_answer, object_embeddings,
-                      operating_points, retrieval_recall, stored_threshold)
+                      box_queries, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load,
+                      model_answer, object_embeddings, operating_points, retrieval_recall, stored_threshold)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import (atomic_write, border, draw_boxes, heatmap, hstack, io_error_line, non_negative_int,  # noqa: E402
@@ -230,6 +230,8 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     embeddings = object_embeddings(split, run, num_views)
     metrics = cell_figures(pred, retrieval_recall(embeddings))
     if run.config.priors:
+        coco_truth, coco_results = coco_json(pred)
+        metrics.update(coco_figures(coco_truth, coco_results))
         if chooses:
             point = best_operating_point(operating_points(*box_queries(pred)))
             write_json_atomic(os.path.join(run_dir, OPERATING_POINT_FILE), {
@@ -270,6 +272,9 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     others = {**{n: m for n, m in evaluations(run_dir).items() if n != name}, name: metrics}
     write_index(os.path.join(tmp, "index.html"), run_dir, metrics, rows, absent_rows, embeddings is not None, others)
     write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
+    if run.config.priors:
+        write_json_atomic(os.path.join(tmp, "coco_ground_truth.json"), coco_truth, indent=None)
+        write_json_atomic(os.path.join(tmp, "coco_detections.json"), coco_results, indent=None)
     swap_dir(tmp, out_dir)
     crops = " (reference views cut from other scenes)" if references == "crops" else ""
     print(f"{split_name} split{crops}, {metrics['num_objects']} objects never seen in training, {metrics['num_scenes']} "
@@ -277,10 +282,12 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
           f"ROC AUC {metrics['roc_auc']:.3f}, F1@0.25 {metrics['f1@0.25']:.3f}, F1@0.5 {metrics['f1@0.5']:.3f}, "
           f"retrieval recall@1 {metrics['retrieval_recall@1'] or float('nan'):.3f}; {pred.scenes_per_s:.1f} scenes/s")
     if "box_ap50" in metrics:
-        print(f"boxes: AP50 {metrics['box_ap50']:.3f}, AP[.50:.95] {metrics['box_ap50_95']:.3f} (absent queries "
-              f"included), false positives per absent query {metrics['absent_false_positives_per_query']:.2f} at "
-              f"score {threshold}")
-    print(f"wrote {out_dir}/: metrics.json, pr_curve.png, pairs/; look at {out_dir}/index.html")
+        print(f"boxes, COCO (pycocotools, mean over objects): AP {metrics['coco_ap']:.3f}, AP50 "
+              f"{metrics['coco_ap50']:.3f}, AP75 {metrics['coco_ap75']:.3f}; yolz's (pooled over queries): AP50 "
+              f"{metrics['box_ap50']:.3f}, AP[.50:.95] {metrics['box_ap50_95']:.3f}; false positives per absent "
+              f"query {metrics['absent_false_positives_per_query']:.2f} at score {threshold}")
+    coco = ", coco_ground_truth.json, coco_detections.json" if run.config.priors else ""
+    print(f"wrote {out_dir}/: metrics.json{coco}, pr_curve.png, pairs/; look at {out_dir}/index.html")
     return metrics
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from metrics import average_precision, pixel_metrics, precision_recall_curve, precision_recall_f1, recall_at_1, roc_auc
+from metrics import (average_precision, box_metrics, pixel_metrics, precision_recall_curve, precision_recall_f1,
+                     recall_at_1, roc_auc)
 
 SCORES = np.array([0.9, 0.8, 0.7, 0.6])
 LABELS = np.array([1, 0, 1, 0])
@@ -46,3 +47,31 @@ def test_recall_at_1_by_hand():
     keys = np.eye(3)
     assert recall_at_1(keys, keys) == 1.0
     assert recall_at_1(keys[[1, 0, 2]], keys) == pytest.approx(1 / 3)
+
+
+def test_coco_and_yolz_box_ap_by_hand():
+    """Object 5: two true boxes in image 1; detections there: a hit (0.9), a miss (0.8), a hit
+    (0.7); image 2 does not hold it, and an absent query's detection (0.85) lands there. Ranked:
+    hit, false, false, hit: precision 1 up to recall 0.5, then 2/4. yolz (all-point): 0.5 x 1 +
+    0.5 x 0.5 = 0.75; COCO (101 recall points 0, 0.01, ..., 1): (51 x 1 + 50 x 0.5) / 101."""
+    from evaluate import coco_figures
+
+    true = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
+    found = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [20, 20, 30, 30]]), np.array([0.9, 0.8, 0.7])
+    absent = np.array([[0, 0, 10, 10]]), np.array([0.85])
+    yolz = box_metrics([(*found, true), (*absent, np.zeros((0, 4)))])
+    assert yolz["ap50"] == pytest.approx(0.75) and yolz["ap50_95"] == pytest.approx(0.75)  # exact boxes: every IoU
+
+    def xywh(box):
+        return [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
+
+    truth = {"images": [{"id": 1, "width": 64, "height": 64}, {"id": 2, "width": 64, "height": 64}],
+             "categories": [{"id": 5, "name": "5"}],
+             "annotations": [{"id": i + 1, "image_id": 1, "category_id": 5, "bbox": xywh(b), "area": 100, "iscrowd": 0}
+                             for i, b in enumerate(true)]}
+    results = [{"image_id": image, "category_id": 5, "bbox": xywh(b), "score": s}
+               for image, (boxes, scores) in ((1, found), (2, absent)) for b, s in zip(boxes, scores)]
+    coco = coco_figures(truth, results)
+    assert coco["coco_ap50"] == pytest.approx(76 / 101) and coco["coco_ap"] == pytest.approx(76 / 101)
+    assert coco["coco_ap75"] == pytest.approx(76 / 101)
+    assert coco_figures(truth, [])["coco_ap50"] == 0.0

@@ -16,8 +16,11 @@ def test_end_to_end_writes_every_metric_and_picture(tiny_data, trained):
     assert json.loads((out / "metrics.json").read_text()) == metrics
     for key in ("average_precision", "roc_auc", "positive_rate", "precision@0.25", "recall@0.5", "f1@0.75",
                 "retrieval_recall@1", "per_object_average_precision", "scenes_per_s", "box_ap50", "box_ap50_95",
-                "box_ap50_present_only", "absent_false_positives_per_query"):
+                "box_ap50_present_only", "absent_false_positives_per_query", "coco_ap", "coco_ap50", "coco_ap75"):
         assert key in metrics
+    truth, found = (json.loads((out / f"coco_{n}.json").read_text()) for n in ("ground_truth", "detections"))
+    assert len(truth["images"]) == 2 and {c["id"] for c in truth["categories"]} == set(range(15, 20))
+    assert len(found) == metrics["box_num_detections"] and len(truth["annotations"]) == metrics["box_num_true_boxes"]
     # every box counts at score 0: all of an absent query's are false positives
     assert metrics["absent_queries"] == 2 and metrics["absent_false_positives_per_query"] > 0
     assert metrics["box_num_detections"] > 0 and metrics["box_num_true_boxes"] > 0
