@@ -1,10 +1,12 @@
-"""yolz on your own images: find objects, given a few reference pictures of each, in a scene.
+"""yolz on your own images: find objects, given a few reference pictures of each, in scenes.
 
     python detect.py --scene scene.png --refs mug1.png mug2.png mug3.png             # one object
     python detect.py --scene scene.png --refs-dir refs/ --out found.png             # refs/NAME/*.png each
+    python detect.py --scene photos/ --refs-dir refs/ --out found/                  # every image of a folder
 
 Prints the detections as JSON ({"objects": [{"name", "detections": [{"box", "score"}]}]}, boxes
-as x0, y0, x1, y1 in the scene's own pixels) and writes the scene with the boxes drawn (--out).
+as x0, y0, x1, y1 in the scene's own pixels; a list of those for several scenes) and writes the
+scene with the boxes drawn (--out). From Python: `Detector` below, which this CLI is a layer on.
 Any size and mode is accepted: RGBA is composited on grey (a transparent background is best
 for references, as in training), greyscale is made RGB, and each image is letterboxed (padded
 with grey to a square, aspect kept) and resized to the model's input. Each object's reference
@@ -20,6 +22,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np  # noqa: E402
 from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from boxes import detections  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
@@ -85,55 +88,118 @@ def references(refs=None, refs_dir=None):
     return objects
 
 
-def detect(scene_path, objects, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, out=None):
-    """Finds each object, objects = [(name, [reference image paths])], in the scene image ->
-    {"scene", "run_dir", "threshold", "objects": [{"name", "references", "detections": [{"box",
-    "score"}]}]}, boxes in the scene's own pixels; with out, also draws them into that image.
-    threshold None: the run's own, chosen on its validation split by test.py."""
-    run = load_run(run_dir)
-    config = run.config
-    if not config.priors:
-        raise DataError(f"{run_dir} has no box head (its model_config.json has no priors): train one with "
-                        "train.py --num-priors 3, or use pretrained")
-    if threshold is None:
-        threshold = stored_threshold(run_dir)
+def as_rgba(image):
+    """A path, or a (H, W) / (H, W, 3) / (H, W, 4) uint8 array -> (H, W, 4) uint8 RGBA."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise DataError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4) uint8, not {array.shape} "
+                        f"{array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.shape[2] == 3:
+        array = np.concatenate([array, np.full(array.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    return array
+
+
+class Detector:
+    """yolz from Python: loads a run once, then finds objects in any number of scenes.
+
+        from detect import Detector
+        detector = Detector("pretrained")
+        found = detector.find("scene.png", {"mug": ["mug1.png", "mug2.png"]})
+        found["mug"]["boxes"], found["mug"]["scores"]  # (n, 4) int x0, y0, x1, y1 in the scene's pixels; (n,)
+
+    Scenes and reference views are paths or uint8 arrays ((H, W), RGB or RGBA), any size. An
+    object is given by its views, or by `detector.embed(views)` computed once for many scenes.
+    threshold None: the run's own (RUN_DIR/operating_point.json, chosen on its validation split
+    by test.py), else 0.2 with a note on stderr.
+    """
+
+    def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU):
+        self.run_dir = run_dir
+        self.run = load_run(run_dir)
+        self.config = self.run.config
+        if not self.config.priors:
+            raise DataError(f"{run_dir} has no box head (its model_config.json has no priors): train one with "
+                            "train.py --num-priors 3, or use pretrained")
         if threshold is None:
-            threshold = OPERATING_THRESHOLD
-            print(f"{run_dir} has no {OPERATING_POINT_FILE}: reporting scores >= {threshold}; sh v3_test.sh "
-                  f"{run_dir} chooses the run's own threshold on the validation split", file=sys.stderr)
-    scene_rgba = read_image(scene_path)
-    scene, scale, (pad_x, pad_y) = letterbox(scene_rgba, config.scene_size)
-    scene = on_grey(scene)  # (S, S, 3) uint8, S = the model's scene size
-    embeddings = []
-    for name, paths in objects:
-        views = np.stack([letterbox(read_image(p), config.view_size)[0] for p in paths])[None]  # (1, N, h, w, 4)
-        backgrounds = np.full((1, len(paths), 3), GREY, dtype=np.uint8)
-        embeddings.append(np.asarray(embed_objects(run.params, run.nt_params, views, backgrounds, run.models))[0])
-    _, raw = find_in_scene(run.params, run.nt_params, scene, np.stack(embeddings), run.models)  # (C, G, G, A, 5)
+            threshold = stored_threshold(run_dir)
+            if threshold is None:
+                threshold = OPERATING_THRESHOLD
+                print(f"{run_dir} has no {OPERATING_POINT_FILE}: reporting scores >= {threshold}; sh v3_test.sh "
+                      f"{run_dir} chooses the run's own threshold on the validation split", file=sys.stderr)
+        self.threshold = threshold
+        self.nms_iou = nms_iou
+
+    def embed(self, views):
+        """A list of reference views (paths or arrays) -> the object's (E,) float32 embedding."""
+        if len(views) == 0:
+            raise DataError("an object needs at least one reference view")
+        boxed = np.stack([letterbox(as_rgba(v), self.config.view_size)[0] for v in views])[None]  # (1, N, h, w, 4)
+        backgrounds = np.full((1, len(views), 3), GREY, dtype=np.uint8)
+        return np.asarray(embed_objects(self.run.params, self.run.nt_params, boxed, backgrounds, self.run.models))[0]
+
+    def find(self, scene, objects, threshold=None):
+        """One scene (path or array) and {name: views or embedding} -> {name: {"boxes": (n, 4) int,
+        "scores": (n,) float}}, best first; the scene backbone runs once for all objects."""
+        threshold = self.threshold if threshold is None else threshold
+        rgba = as_rgba(scene)
+        boxed, scale, (pad_x, pad_y) = letterbox(rgba, self.config.scene_size)
+        embeddings = np.stack([v if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f"
+                               else self.embed(v) for v in objects.values()])  # (C, E)
+        _, raw = find_in_scene(self.run.params, self.run.nt_params, on_grey(boxed), embeddings,
+                               self.run.models)  # (C, G, G, A, 5)
+        found = {}
+        for name, outputs in zip(objects, np.asarray(raw)):
+            boxes, scores = detections(outputs, self.config.priors, self.config.stride, threshold, self.nms_iou)
+            # back to the input's pixels: undo the padding and the scale, clip to the image
+            boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
+            boxes = np.clip(boxes, 0, [rgba.shape[1], rgba.shape[0]] * 2).round().astype(int)
+            inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly on the padding go
+            found[name] = {"boxes": boxes[inside], "scores": scores[inside]}
+        return found
+
+
+def draw(scene, found):
+    """(H, W, 4) uint8 scene and find()'s answer -> (H, W, 3) uint8 with the boxes, one colour per object."""
+    image = on_grey(scene)
+    for (name, result), colour in zip(found.items(), palette(len(found))):
+        image = draw_boxes(image, result["boxes"].tolist(), [colour] * len(result["boxes"]),
+                           [f"{name} {s:.2f}" for s in result["scores"]])
+    return image
+
+
+def detect(scene_path, objects, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, out=None):
+    """detect.py for one scene: objects = [(name, [reference image paths])] -> {"scene", "run_dir",
+    "threshold", "objects": [{"name", "references", "detections": [{"box", "score"}]}]}; with out,
+    also draws the boxes into that image."""
+    detector = Detector(run_dir, threshold, nms_iou)
+    embeddings = {name: detector.embed(paths) for name, paths in objects}
+    return detect_scenes(detector, [scene_path], objects, embeddings, [out] if out else None)[0]
+
+
+def detect_scenes(detector, scene_paths, objects, embeddings, outs=None, progress=False):
+    """detect.py's JSON dict per scene (see detect), the boxes drawn to outs[i] where given."""
     results = []
-    for (name, paths), outputs in zip(objects, np.asarray(raw)):
-        boxes, scores = detections(outputs, config.priors, config.stride, threshold, nms_iou)
-        # back to the input's pixels: undo the padding and the scale, clip to the image
-        boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
-        boxes = np.clip(boxes, 0, [scene_rgba.shape[1], scene_rgba.shape[0]] * 2).round().astype(int)
-        inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly on the padding go
-        boxes, scores = boxes[inside], scores[inside]
-        results.append({"name": name, "references": paths,
-                        "detections": [{"box": b.tolist(), "score": round(float(s), 4)} for b, s in zip(boxes, scores)]})
-    if out:
-        colours = palette(len(results))
-        image = on_grey(scene_rgba)
-        for result, colour in zip(results, colours):
-            found = result["detections"]
-            image = draw_boxes(image, [d["box"] for d in found], [colour] * len(found),
-                               [f"{result['name']} {d['score']:.2f}" for d in found])
-        save_png(out, image)
-    return {"scene": scene_path, "run_dir": run_dir, "threshold": threshold, "objects": results}
+    for i, path in enumerate(tqdm(scene_paths, desc="scenes", unit="scene", disable=not progress)):
+        scene = read_image(path)
+        found = detector.find(scene, embeddings)
+        results.append({"scene": path, "run_dir": detector.run_dir, "threshold": detector.threshold, "objects": [
+            {"name": name, "references": paths,
+             "detections": [{"box": b.tolist(), "score": round(float(s), 4)}
+                            for b, s in zip(found[name]["boxes"], found[name]["scores"])]}
+            for name, paths in objects]})
+        if outs:
+            save_png(outs[i], draw(scene, found))
+    return results
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scene", required=True, help="the image to search")
+    parser.add_argument("--scene", required=True, nargs="+",
+                        help="the image(s) to search, or folders of them (every image file inside)")
     refs = parser.add_mutually_exclusive_group(required=True)
     refs.add_argument("--refs", nargs="+", help="reference views of one object")
     refs.add_argument("--refs-dir", help="one sub-folder of reference views per object, named by the folder")
@@ -143,9 +209,25 @@ def parse_args(argv=None):
                         f"RUN_DIR/{OPERATING_POINT_FILE})")
     parser.add_argument("--nms-iou", type=unit_interval, default=NMS_IOU,
                         help="non-max suppression IoU (default: %(default)s)")
-    parser.add_argument("--out", help="write the scene with the detections drawn here (PNG, or the format its "
-                        "suffix names: .jpg, .webp, ...)")
+    parser.add_argument("--out", help="one scene: write it with the detections drawn here (PNG, or the format its "
+                        "suffix names: .jpg, .webp, ...); several: a new or empty directory for NAME.png each")
     return parser.parse_args(argv)
+
+
+def scene_paths(scenes):
+    """--scene's files and folders -> the image paths, in order; a DataError for what is missing."""
+    paths = []
+    for item in scenes:
+        if os.path.isdir(item):
+            found = sorted(os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(IMAGE_SUFFIXES))
+            if not found:
+                raise DataError(f"--scene {item}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        elif not os.path.exists(item):
+            raise DataError(f"--scene {item}: no such file or folder")
+        else:
+            paths.append(item)
+    return paths
 
 
 def check_out(path):
@@ -162,18 +244,46 @@ def check_out(path):
         raise DataError(f"--out {path}: unknown image type; end the name with .png or .jpg")
 
 
+OUT_MARKER = ".made-by-yolz-detect"  # in an --out directory detect.py made: only such a one is written into again
+
+
+def out_paths(out_dir, paths):
+    """--out DIR for several scenes -> DIR/NAME.png per scene; the dir is made (with its marker) if
+    new, and refused if it holds files detect.py did not write, or two scenes share a name."""
+    names = [os.path.splitext(os.path.basename(p))[0] + ".png" for p in paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"--out {out_dir}: several scenes would write {twice[0]}: give scenes with distinct names")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DataError(f"--out {out_dir} is a file: with several scenes give a new or empty directory")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, OUT_MARKER)):
+        raise DataError(f"--out {out_dir} holds files detect.py did not write: give a new or empty directory")
+    os.makedirs(out_dir, exist_ok=True)
+    open(os.path.join(out_dir, OUT_MARKER), "a").close()
+    return [os.path.join(out_dir, n) for n in names]
+
+
 def main(argv=None):
     enable_compilation_cache()
     args = parse_args(argv)
     try:
-        if args.out:
+        paths = scene_paths(args.scene)
+        single = len(args.scene) == 1 and not os.path.isdir(args.scene[0])
+        objects = references(args.refs, args.refs_dir)
+        outs = None
+        if args.out and single:
             check_out(args.out)
-        result = detect(args.scene, references(args.refs, args.refs_dir), args.run_dir, args.threshold, args.nms_iou,
-                        args.out)
+            outs = [args.out]
+        detector = Detector(args.run_dir, args.threshold, args.nms_iou)
+        embeddings = {name: detector.embed(refs) for name, refs in objects}
+        if args.out and not single:
+            outs = out_paths(args.out, paths)
+        results = detect_scenes(detector, paths, objects, embeddings, outs, progress=not single)
     except DataError as error:
         sys.exit(f"error: {error}")
     except OSError as error:
         sys.exit(io_error_line(error))
+    result = results[0] if single else results
     print(json.dumps(result, indent=1))
     return result
 

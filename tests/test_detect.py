@@ -109,3 +109,46 @@ def test_bad_flags_and_outputs_are_refused_before_inference(trained, images, tmp
     result = detect.main([*base, "--threshold", "0", "--out", str(tmp_path / "found.jpg")])
     assert Image.open(tmp_path / "found.jpg").format == "JPEG"  # the format the suffix names
     assert json.loads(json.dumps(result)) == result  # strict JSON: no NaN anywhere
+
+
+def test_the_python_api_takes_paths_arrays_or_embeddings_and_the_cli_agrees(trained, images):
+    detector = detect.Detector(str(trained), threshold=0)
+    by_path = detector.find(images["scene"], {"mug": images["refs"]})
+    scene = np.asarray(Image.open(images["scene"]))  # (300, 384) greyscale
+    views = [np.asarray(Image.open(p)) for p in images["refs"]]  # RGBA and RGB
+    by_array = detector.find(scene, {"mug": views})
+    by_embedding = detector.find(scene, {"mug": detector.embed(images["refs"])})
+    assert len(by_path["mug"]["boxes"]) > 0
+    for other in (by_array, by_embedding):
+        np.testing.assert_array_equal(other["mug"]["boxes"], by_path["mug"]["boxes"])
+        np.testing.assert_allclose(other["mug"]["scores"], by_path["mug"]["scores"], rtol=1e-6)
+    cli = detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
+                       "--threshold", "0"])
+    assert [d["box"] for d in cli["objects"][0]["detections"]] == by_path["mug"]["boxes"].tolist()
+    with pytest.raises(detect.DataError, match=r"\(H, W\), \(H, W, 3\) or \(H, W, 4\) uint8"):
+        detector.find(scene.astype(float), {"mug": views})
+
+
+def test_a_folder_of_scenes_in_one_call(trained, images, tmp_path):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for name in ("a.png", "b.bmp"):
+        Image.open(images["scene"]).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    base = ["--refs-dir", images["refs_dir"], "--run-dir", str(trained), "--threshold", "0"]
+    results = detect.main(["--scene", str(folder), *base, "--out", str(tmp_path / "found")])
+    assert [os.path.basename(r["scene"]) for r in results] == ["a.png", "b.bmp"]
+    same = [[d["box"] for d in r["objects"][0]["detections"]] for r in results]
+    assert same[0] and same[0] == same[1]  # one image, saved as PNG and as BMP
+    assert sorted(os.listdir(tmp_path / "found")) == [".made-by-yolz-detect", "a.png", "b.png"]
+    detect.main(["--scene", str(folder), *base, "--out", str(tmp_path / "found")])  # its own dir: written again
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="holds files detect.py did not write"):
+        detect.main(["--scene", str(folder), *base, "--out", str(tmp_path / "mine")])
+    Image.open(images["scene"]).save(tmp_path / "a.jpg")
+    with pytest.raises(SystemExit, match="several scenes would write a.png"):
+        detect.main(["--scene", str(folder), str(tmp_path / "a.jpg"), *base, "--out", str(tmp_path / "other")])
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(SystemExit, match="the folder holds no images"):
+        detect.main(["--scene", str(tmp_path / "mine"), *base])
