@@ -28,7 +28,7 @@ from boxes import detections  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
 from evaluate import NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD, stored_threshold  # noqa: E402
 from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
-from util import draw_boxes, io_error_line, palette, save_png, unit_interval  # noqa: E402
+from util import draw_boxes, io_error_line, palette, save_png, unit_interval, upsample  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -110,6 +110,7 @@ class Detector:
         detector = Detector("pretrained")
         found = detector.find("scene.png", {"mug": ["mug1.png", "mug2.png"]})
         found["mug"]["boxes"], found["mug"]["scores"]  # (n, 4) int x0, y0, x1, y1 in the scene's pixels; (n,)
+        found["mug"]["heatmap"]  # (H, W) float32 P(object) per cell, at the scene's size
 
     Scenes and reference views are paths or uint8 arrays ((H, W), RGB or RGBA), any size. An
     object is given by its views, or by `detector.embed(views)` computed once for many scenes.
@@ -143,22 +144,27 @@ class Detector:
 
     def find(self, scene, objects, threshold=None):
         """One scene (path or array) and {name: views or embedding} -> {name: {"boxes": (n, 4) int,
-        "scores": (n,) float}}, best first; the scene backbone runs once for all objects."""
+        "scores": (n,) float, "heatmap": (H, W) float32}}, boxes best first; the scene backbone runs
+        once for all objects."""
         threshold = self.threshold if threshold is None else threshold
         rgba = as_rgba(scene)
         boxed, scale, (pad_x, pad_y) = letterbox(rgba, self.config.scene_size)
         embeddings = np.stack([v if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f"
                                else self.embed(v) for v in objects.values()])  # (C, E)
-        _, raw = find_in_scene(self.run.params, self.run.nt_params, on_grey(boxed), embeddings,
-                               self.run.models)  # (C, G, G, A, 5)
+        probs, raw = find_in_scene(self.run.params, self.run.nt_params, on_grey(boxed), embeddings,
+                                   self.run.models)  # (C, G, G), (C, G, G, A, 5)
+        h, w = rgba.shape[:2]
+        inner = (slice(pad_y, pad_y + max(1, round(h * scale))), slice(pad_x, pad_x + max(1, round(w * scale))))
         found = {}
-        for name, outputs in zip(objects, np.asarray(raw)):
+        for name, cells, outputs in zip(objects, np.asarray(probs), np.asarray(raw)):
             boxes, scores = detections(outputs, self.config.priors, self.config.stride, threshold, self.nms_iou)
             # back to the input's pixels: undo the padding and the scale, clip to the image
             boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
             boxes = np.clip(boxes, 0, [rgba.shape[1], rgba.shape[0]] * 2).round().astype(int)
             inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly on the padding go
-            found[name] = {"boxes": boxes[inside], "scores": scores[inside]}
+            square = upsample(cells.astype(np.float32), self.config.scene_size)[inner]  # the padding cut off
+            found[name] = {"boxes": boxes[inside], "scores": scores[inside],
+                           "heatmap": np.asarray(Image.fromarray(square, "F").resize((w, h), Image.NEAREST))}
         return found
 
 

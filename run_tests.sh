@@ -9,5 +9,6 @@ cd "$(dirname "$0")"
 : "${PYTEST_ARGS:=-q}"
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt \
+  -r requirements-tracking.txt -r requirements-demo.txt  # optional for users; installed here so their tests run
 exec "$VENV/bin/python" -m pytest $PYTEST_ARGS tests

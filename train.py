@@ -275,8 +275,8 @@ def plot_curves(run_dir):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Launch:
-    """Where a run reads and writes, and how this process joins it: not hyperparameters; the
-    last three are given anew on --resume (docs/training.md, Scaling out)."""
+    """Where a run reads and writes, how this process joins it and what it logs to: not
+    hyperparameters; the last four are given anew on --resume (docs/training.md, Scaling out)."""
 
     data_dir: str
     run_dir: str
@@ -285,9 +285,10 @@ class Launch:
     coordinator_address: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    tensorboard: bool = False
 
 
-LAUNCH_OPTIONS = ("coordinator_address", "num_processes", "process_id")
+LAUNCH_OPTIONS = ("coordinator_address", "num_processes", "process_id", "tensorboard")
 
 
 def make_parser():
@@ -308,6 +309,9 @@ def make_parser():
                         "(docs/training.md, Scaling out); left unset with the two below: one process")
     parser.add_argument("--num-processes", type=int, help="several processes: how many in all")
     parser.add_argument("--process-id", type=int, help="several processes: this one's index, 0 first")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also log the metrics and pictures as TensorBoard events in RUN_DIR/tensorboard "
+                        "(pip install -r requirements-tracking.txt; then tensorboard --logdir runs)")
     return parser
 
 
@@ -353,8 +357,8 @@ def parse_args(argv=None):
 
 # what a run dir holds: --overwrite removes these and nothing else
 RUN_ENTRIES = ("options.json", "model_config.json", "metrics.jsonl", "checkpoints", "debug", "embedding.weights.h5",
-               "scene.weights.h5", "loss.png", "validation.png", "episode.png", "test", "validation", "baselines",
-               "ablations")
+               "scene.weights.h5", "loss.png", "validation.png", "episode.png", "tensorboard", "test", "validation",
+               "test_shift", "test_crops", "operating_point.json", "baselines", "ablations")
 
 
 def check_new_run_dir(launch):
@@ -407,6 +411,40 @@ def resume_run_dir(run_dir, hp, start):
         write_json_atomic(os.path.join(run_dir, "options.json"), {**options, "steps": hp.steps})
 
 
+class TensorBoard:
+    """--tensorboard: what metrics.jsonl and debug/ get, as TensorBoard events in RUN_DIR/tensorboard
+    (tensorboardX: a writer alone, no TensorFlow; imported only when asked). On resume, events past
+    the checkpoint (steps about to be replayed) are dropped, as metrics.jsonl's rows are."""
+
+    def __init__(self, run_dir, start):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"), purge_step=start + 1 if start else None)
+
+    @staticmethod
+    def check():
+        """A DataError, before anything is written, if tensorboardX is not installed."""
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            raise DataError("--tensorboard needs tensorboardX: .venv/bin/pip install -r requirements-tracking.txt") \
+                from None
+
+    def scalars(self, split, step, row):
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"{split}/{key.replace('@', '_at_')}", value, step)  # TensorBoard's charset
+        self.writer.flush()
+
+    def image(self, tag, step, image):
+        """(H, W, 3) uint8."""
+        self.writer.add_image(tag, image, step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
 class Diverged(Exception):
     """The loss went NaN or infinite."""
 
@@ -423,6 +461,8 @@ def train(hp, launch):
         hp = dataclasses.replace(hp, model_config=os.path.join(run_dir, "model_config.json"))
     else:
         check_new_run_dir(launch)
+    if launch.tensorboard:
+        TensorBoard.check()
     train_split, val_split = Split(launch.data_dir, "train"), Split(launch.data_dir, "validation")
     models = build(hp, train_split)
     check_scene_size(train_split, models.config)
@@ -450,6 +490,9 @@ def train_in(run_dir, hp, launch, models, loader, val_split, chief):
     elif chief:
         start_run_dir(run_dir, hp, launch, models.config)
         save_png(os.path.join(run_dir, "episode.png"), episode_picture(loader.episode(0)))
+    board = TensorBoard(run_dir, start) if chief and launch.tensorboard else None
+    if board and not start:
+        board.image("episode", 0, episode_picture(loader.episode(0)))
     mesh = distributed.batch_mesh()
     params, nt_params, opt_state = distributed.replicate((params, nt_params, opt_state), mesh)
 
@@ -476,17 +519,22 @@ def train_in(run_dir, hp, launch, models, loader, val_split, chief):
         if chief and (done % hp.log_every == 0 or done == hp.steps):
             elapsed = time.perf_counter() - t0
             row = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
-            log.write(json.dumps({"split": "train", "step": done, **row, "input_wait_fraction": wait / elapsed,
-                                  "steps_per_s": len(window) / elapsed}) + "\n")
+            row.update(input_wait_fraction=wait / elapsed, steps_per_s=len(window) / elapsed)
+            log.write(json.dumps({"split": "train", "step": done, **row}) + "\n")
             log.flush()
+            if board:
+                board.scalars("train", done, row)
             window, wait, t0 = [], 0.0, time.perf_counter()
         paused = time.perf_counter()  # validation and checkpoints are left out of steps/s
         if chief and (done % hp.eval_every == 0 or done == hp.steps):  # on host copies, one device
             figures, pred = validate(models, *jax.device_get((params, nt_params)), val_split, hp)
             log.write(json.dumps({"split": "validation", "step": done, **figures}) + "\n")
             log.flush()
-            save_png(os.path.join(run_dir, "debug", f"step_{done:07d}.png"),
-                     debug_picture(pred.loader.episode(0), pred.probs[0]))
+            picture = debug_picture(pred.loader.episode(0), pred.probs[0])
+            save_png(os.path.join(run_dir, "debug", f"step_{done:07d}.png"), picture)
+            if board:
+                board.scalars("validation", done, figures)
+                board.image("debug", done, picture)
             bar.write(f"step {done}: validation AP {figures['average_precision']:.3f} (positive rate "
                       f"{figures['positive_rate']:.3f}), ROC AUC {figures['roc_auc']:.3f}, "
                       f"F1@0.5 {figures['f1@0.5']:.3f}"
@@ -496,6 +544,8 @@ def train_in(run_dir, hp, launch, models, loader, val_split, chief):
         t0 += time.perf_counter() - paused
     if chief:
         log.close()
+        if board:
+            board.close()
         save_weights(run_dir, models, *jax.device_get((params, nt_params)))
         plot_curves(run_dir)
         print(f"wrote {run_dir}: weights, metrics.jsonl, loss.png, validation.png, debug/")

@@ -172,11 +172,13 @@ def tint(image, mask, colour, strength=0.5):
 
 
 def heatmap(image, probs):
-    """(H, W, 3) uint8 image, greyed, under a colour map (blue 0 .. red 1) of the (G, G) probabilities.
+    """(H, W, 3) uint8 image, greyed, under a colour map (blue 0 .. red 1) of the probabilities:
+    (G, G) on a square image, or (H, W) already at the image's size.
 
     The colour's opacity grows with the probability, so the scene shows through where P is low.
     """
-    x = upsample(np.clip(np.asarray(probs, np.float32), 0, 1), image.shape[0])[..., None]  # (H, W, 1)
+    x = np.clip(np.asarray(probs, np.float32), 0, 1)
+    x = (x if x.shape == image.shape[:2] else upsample(x, image.shape[0]))[..., None]  # (H, W, 1)
     grey = np.repeat(np.asarray(image, np.float32).mean(axis=-1, keepdims=True), 3, axis=-1)  # (H, W, 3)
     # a cheap "jet": blue -> cyan -> yellow -> red
     colours = np.concatenate([np.clip(1.5 - np.abs(4 * x - k), 0, 1) for k in (3, 2, 1)], axis=-1) * 255

@@ -119,6 +119,8 @@ def test_the_python_api_takes_paths_arrays_or_embeddings_and_the_cli_agrees(trai
     by_array = detector.find(scene, {"mug": views})
     by_embedding = detector.find(scene, {"mug": detector.embed(images["refs"])})
     assert len(by_path["mug"]["boxes"]) > 0
+    heat = by_path["mug"]["heatmap"]  # per cell, at the scene's own size
+    assert heat.shape == (300, 384) and heat.dtype == np.float32 and 0 <= heat.min() <= heat.max() <= 1
     for other in (by_array, by_embedding):
         np.testing.assert_array_equal(other["mug"]["boxes"], by_path["mug"]["boxes"])
         np.testing.assert_allclose(other["mug"]["scores"], by_path["mug"]["scores"], rtol=1e-6)

@@ -195,3 +195,50 @@ def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_half_checkpoint
     checkpoints = tmp_path / "run" / "checkpoints"
     assert sorted(os.listdir(checkpoints)) == ["latest.json", "step_0000002"]  # no temp dir left
     assert json.loads((checkpoints / "latest.json").read_text())["step"] == 2
+
+
+def tensorboard_events(run_dir):
+    """{tag: {step: value}} of the scalars and {tag: [steps]} of the images in RUN_DIR/tensorboard,
+    read straight from the TFRecord files (length, crc, event proto, crc) with tensorboardX's protos."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars, images = {}, {}
+    folder = os.path.join(run_dir, "tensorboard")
+    for name in sorted(os.listdir(folder)):
+        data = open(os.path.join(folder, name), "rb").read()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                if value.HasField("image"):
+                    images.setdefault(value.tag, []).append(event.step)
+                else:
+                    scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return scalars, images
+
+
+def test_tensorboard_logs_what_metrics_jsonl_and_debug_get(tiny_data, model_config, tmp_path):
+    pytest.importorskip("tensorboardX", reason="optional: pip install -r requirements-tracking.txt")
+    run_dir = tmp_path / "run"
+    train_run(tiny_data, run_dir, model_config, "--tensorboard")
+    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    scalars, images = tensorboard_events(run_dir)
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, float) and np.isfinite(value):  # (precision with nothing predicted is NaN)
+                assert scalars[f"{row['split']}/{key.replace('@', '_at_')}"][row["step"]] == pytest.approx(value, rel=1e-6)
+    assert set(scalars["train/loss"]) == {2, 4} and set(scalars["validation/average_precision"]) == {4}
+    assert images == {"episode": [0], "debug": [4]}
+    assert json.loads((run_dir / "options.json").read_text())["tensorboard"] is True
+
+
+def test_tensorboard_without_its_package_is_one_line_before_anything_is_written(tiny_data, model_config, tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "tensorboardX", None)  # as if not installed
+    with pytest.raises(SystemExit, match="--tensorboard needs tensorboardX: .*requirements-tracking.txt"):
+        train_run(tiny_data, tmp_path / "run", model_config, "--tensorboard")
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,126 @@
+"""A local web demo: drop a scene and a few reference pictures of an object (or pick a test-split
+example) and see where yolz finds it: boxes, and the heatmap of P(object) per cell.
+
+    .venv/bin/pip install -r requirements-demo.txt
+    .venv/bin/python app.py                  # then open http://127.0.0.1:7860
+
+Serves on this machine only (127.0.0.1) unless --host says otherwise. The same answer is an HTTP
+API (api_name "find"): gradio_client.Client(URL).predict(handle_file(scene), [handle_file(view),
+...], threshold, api_name="/find") -> (boxes image, heatmap image, detections). Needs no network.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine
+
+from PIL import Image  # noqa: E402
+
+from data import DataError, Split  # noqa: E402
+from detect import Detector, as_rgba, draw, on_grey  # noqa: E402
+from models import enable_compilation_cache  # noqa: E402
+from util import heatmap, io_error_line  # noqa: E402
+
+EXAMPLE_SCENES = (5, 17, 30)  # test-split scenes offered as examples, each with its first object's views
+
+
+def write_examples(data_dir, folder):
+    """Test-split scenes and 4 views of one of their objects as PNGs -> gr.Examples rows; [] when
+    the data dir has no test split."""
+    try:
+        split = Split(data_dir, "test", verify=False)
+    except DataError:
+        return []
+    rows = []
+    for index in [i for i in EXAMPLE_SCENES if i < split.num_scenes] or [0]:
+        scene = split.scene(index)
+        paths = [os.path.join(folder, f"scene_{index}.png")]
+        Image.fromarray(scene["rgb"]).save(paths[0])
+        for i, view in enumerate(split.views(scene["obj_ids"][0])[:4]):
+            paths.append(os.path.join(folder, f"scene_{index}_object_{scene['obj_ids'][0]}_{i}.png"))
+            Image.fromarray(view).save(paths[-1])
+        rows.append([paths[0], paths[1:], None])
+    return rows
+
+
+def answer(detector, scene, references, threshold):
+    """The page's one action: (scene path or array, reference paths, threshold or None) ->
+    (boxes drawn, heatmap, {"detections": [{"box", "score"}], "threshold"})."""
+    if scene is None:
+        raise ValueError("drop a scene image first")
+    if not references:
+        raise ValueError("add at least one reference picture of the object")
+    paths = [getattr(r, "name", r) for r in references]  # file objects (older gradio) or paths
+    rgba = as_rgba(scene)
+    threshold = detector.threshold if threshold is None else float(threshold)
+    found = detector.find(rgba, {"object": paths}, threshold)["object"]
+    boxes = draw(rgba, {"object": found})
+    heat = heatmap(on_grey(rgba), found["heatmap"])
+    detections = [{"box": b.tolist(), "score": round(float(s), 4)} for b, s in zip(found["boxes"], found["scores"])]
+    return boxes, heat, {"threshold": threshold, "detections": detections}
+
+
+def build(detector, examples=()):
+    import gradio as gr
+
+    with gr.Blocks(title="yolz") as demo:
+        gr.Markdown("# yolz: find an object you never trained on\nDrop a scene and a few pictures of one object "
+                    "(views on a plain or transparent background work best), or pick an example from the test split "
+                    "(objects 900-999, never seen in training).")
+        with gr.Row():
+            scene = gr.Image(label="scene", type="filepath", image_mode="RGBA")
+            references = gr.File(label="reference pictures of the object", file_count="multiple",
+                                 file_types=["image"], type="filepath")
+        threshold = gr.Slider(0, 1, value=detector.threshold, step=0.01,
+                              label=f"lowest box score shown (the run's operating threshold: {detector.threshold})")
+        button = gr.Button("find it", variant="primary")
+        with gr.Row():
+            boxes = gr.Image(label="boxes", type="numpy")
+            heat = gr.Image(label="P(object) per cell", type="numpy")
+        detections = gr.JSON(label="detections (x0, y0, x1, y1 in the scene's pixels)")
+        button.click(lambda s, r, t: answer(detector, s, r, t), [scene, references, threshold],
+                     [boxes, heat, detections], api_name="find")
+        if examples:
+            gr.Examples(examples, [scene, references, threshold], label="test-split examples")
+
+            def open_example(request: gr.Request):
+                """PAGE?example=i opens with example i found: a link that shows a result at once."""
+                try:
+                    scene_path, views, _ = examples[int(request.query_params.get("example", ""))]
+                except (ValueError, IndexError):
+                    return None, None, None, None, None
+                return scene_path, views, *answer(detector, scene_path, views, None)
+
+            demo.load(open_example, None, [scene, references, boxes, heat, detections])
+    return demo
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
+    parser.add_argument("--data-dir", default="data/small", help="whose test split gives the examples (optional)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    enable_compilation_cache()
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        sys.exit("error: the demo needs gradio: .venv/bin/pip install -r requirements-demo.txt")
+    try:
+        detector = Detector(args.run_dir)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(io_error_line(error))
+    with tempfile.TemporaryDirectory(prefix="yolz-app-") as folder:
+        demo = build(detector, write_examples(args.data_dir, folder))
+        print(f"yolz demo of {args.run_dir} on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+        demo.launch(server_name=args.host, server_port=args.port, share=False, allowed_paths=[folder])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The web demo, served for real on localhost and driven through its HTTP API with gradio's own
+client: a real request, the real (tiny) model, boxes back; and, where Chromium is installed, the
+page loaded in it until a result shows. Skipped where gradio is not installed (it is optional:
+requirements-demo.txt; run_tests.sh installs it)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser import CHROMIUM, RESULT_SHOWN, Chromium
+from conftest import REPO
+
+pytest.importorskip("gradio", reason="optional: pip install -r requirements-demo.txt")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_data, trained, tmp_path_factory):
+    """app.py serving the tiny trained run, started once for the module."""
+    tmp_path = tmp_path_factory.mktemp("app")
+    port = free_port()
+    log = open(tmp_path / "app.log", "w+")
+    process = subprocess.Popen([sys.executable, "app.py", "--run-dir", str(trained), "--data-dir", tiny_data,
+                                "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 180
+        while "Running on" not in open(tmp_path / "app.log").read():
+            assert process.poll() is None and time.time() < deadline, open(tmp_path / "app.log").read()
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_the_demo_answers_a_real_request_with_boxes(server, tiny_data, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from data import Split
+
+    split = Split(tiny_data, "test")
+    scene = split.scene(0)
+    Image.fromarray(scene["rgb"]).save(tmp_path / "scene.png")
+    views = []
+    for i, view in enumerate(split.views(scene["obj_ids"][0])[:3]):
+        Image.fromarray(view).save(tmp_path / f"view{i}.png")
+        views.append(handle_file(str(tmp_path / f"view{i}.png")))
+    boxes, heat, found = Client(server, verbose=False).predict(handle_file(str(tmp_path / "scene.png")), views, 0.0,
+                                                                api_name="/find")
+    assert found["threshold"] == 0.0 and found["detections"], "at threshold 0 every surviving box comes back"
+    box = np.array([d["box"] for d in found["detections"]])
+    assert (box >= 0).all() and (box[:, [0, 2]] <= 128).all() and (box[:, [1, 3]] <= 128).all()
+    assert np.asarray(Image.open(boxes)).shape[:2] == (128, 128) and os.path.exists(heat)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (Debian) to load the page in a "
+                    "real browser")
+def test_the_page_shows_a_result_in_a_real_browser(server):
+    browser = Chromium()
+    try:  # ?example=0 opens the page with the first test-split example and runs it
+        assert browser.open_and_wait(f"{server}/?example=0", RESULT_SHOWN), "no boxes image appeared"
+        text = browser.evaluate("document.body.innerText")
+        assert "threshold" in text and "detections" in text and "find it" in text
+        assert browser.screenshot()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        browser.close()
