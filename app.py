@@ -10,6 +10,7 @@ API (api_name "find"): gradio_client.Client(URL).predict(handle_file(scene), [ha
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -106,9 +107,7 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
     enable_compilation_cache()
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("gradio") is None:
         sys.exit("error: the demo needs gradio: .venv/bin/pip install -r requirements-demo.txt")
     try:
         detector = Detector(args.run_dir)

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -424,11 +425,8 @@ class TensorBoard:
     @staticmethod
     def check():
         """A DataError, before anything is written, if tensorboardX is not installed."""
-        try:
-            import tensorboardX  # noqa: F401
-        except ImportError:
-            raise DataError("--tensorboard needs tensorboardX: .venv/bin/pip install -r requirements-tracking.txt") \
-                from None
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise DataError("--tensorboard needs tensorboardX: .venv/bin/pip install -r requirements-tracking.txt")
 
     def scalars(self, split, step, row):
         for key, value in row.items():
