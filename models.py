@@ -42,6 +42,9 @@ class ModelConfig:
     # box head (the original has none): A prior (width, height) in scene pixels, from
     # k-means on the training boxes (train.py --num-priors); empty: no box head
     priors: tuple = ()
+    # of obj_embeddings and scene_features, the two dense layers the embedding passes through;
+    # the original's: truncated_normal (Keras' TruncatedNormal, stddev 0.05)
+    dense_initializer: str = "glorot_uniform"
 
     @property
     def grid_size(self):  # the classifier's output is at 1/8 of the scene
@@ -132,7 +135,8 @@ def embedding_model(config=SEED_CONFIG):
     for i, filters in enumerate(config.obj_filters):
         x = conv_bn_relu(x, filters, 3, 2, f"obj_e_{i}")
     x = layers.GlobalMaxPooling2D(name="obj_e_gp")(x)
-    x = layers.Dense(config.embedding_dim, use_bias=False, name="obj_embeddings")(x)
+    x = layers.Dense(config.embedding_dim, use_bias=False, kernel_initializer=config.dense_initializer,
+                     name="obj_embeddings")(x)
     return keras.Model(inputs, L2Normalisation(name="obj_e_l2")(x), name="embedding")
 
 
@@ -145,7 +149,8 @@ def scene_model(config=SEED_CONFIG):
         x = conv_bn_relu(x, filters, 3, 2, f"scene_down_{i}")
         skips.append(x)
     embedding = keras.Input((config.embedding_dim,), name="obj_embedding_inp")
-    x = layers.Dense(config.embedding_dim, use_bias=False, name="scene_features")(x)
+    x = layers.Dense(config.embedding_dim, use_bias=False, kernel_initializer=config.dense_initializer,
+                     name="scene_features")(x)
     e = Broadcast(config.scene_size // 2 ** len(config.scene_filters), name="broadcast_e")(embedding)
     x = layers.Add(name="add")([x, e])
     # three upsamplings back to 1/8 scale, each added to the backbone's output there

@@ -88,6 +88,9 @@ class Hyperparameters:
     focal_gamma: float = hyperparameter(2.0, "of the classifier's focal loss; 0 (with alpha 0.5): plain binary "
                                         "cross-entropy (the box objectness keeps 2)",
                                         type=non_negative_float)
+    dense_initializer: str = hyperparameter(
+        "glorot_uniform", "initialiser of the obj_embeddings and scene_features kernels (truncated_normal: the "
+        "original's)", choices=("glorot_uniform", "truncated_normal"))
     stop_scene_gradient: bool = hyperparameter(False, "no gradient from the scene loss into the embedding model")
     num_priors: int = hyperparameter(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",
                                      type=non_negative_int)
@@ -168,7 +171,7 @@ def build(hp, train_split=None):
         config = dataclasses.replace(config, priors=training_priors(train_split, hp.num_priors, hp.seed))
     elif not hp.num_priors:
         config = dataclasses.replace(config, priors=())
-    return build_models(config, hp.seed)
+    return build_models(dataclasses.replace(config, dense_initializer=hp.dense_initializer), hp.seed)
 
 
 # ---------------------------------------------------------------------------------------------

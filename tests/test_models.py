@@ -42,3 +42,19 @@ def test_one_scene_is_broadcast_against_c_embeddings():
         alone = np.asarray(model([scene, embeddings[c:c + 1]], training=False))
         np.testing.assert_allclose(logits[c:c + 1], alone, rtol=1e-4, atol=1e-5)
     assert not np.allclose(logits[0], logits[1])
+
+
+def test_the_originals_truncated_normal_initialiser_of_the_two_dense_layers():
+    import dataclasses
+
+    from models import CPU_CONFIG, build_models
+
+    def kernels(initializer):
+        models = build_models(dataclasses.replace(CPU_CONFIG, dense_initializer=initializer), seed=0)
+        return [np.asarray(layer.kernel) for layer in (models.embedding.get_layer("obj_embeddings"),
+                                                        models.scene.get_layer("scene_features"))]
+
+    for w in kernels("truncated_normal"):  # stddev 0.05, cut at 2 stddev
+        assert np.abs(w).max() <= 0.1 and 0.035 < w.std() < 0.05
+    for w in kernels("glorot_uniform"):  # 128 x 128: uniform within +-sqrt(6 / 256) = +-0.153
+        assert 0.1 < np.abs(w).max() <= 0.154
