@@ -177,17 +177,9 @@ def draw(scene, found):
     return image
 
 
-def detect(scene_path, objects, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, out=None):
-    """detect.py for one scene: objects = [(name, [reference image paths])] -> {"scene", "run_dir",
-    "threshold", "objects": [{"name", "references", "detections": [{"box", "score"}]}]}; with out,
-    also draws the boxes into that image."""
-    detector = Detector(run_dir, threshold, nms_iou)
-    embeddings = {name: detector.embed(paths) for name, paths in objects}
-    return detect_scenes(detector, [scene_path], objects, embeddings, [out] if out else None)[0]
-
-
 def detect_scenes(detector, scene_paths, objects, embeddings, outs=None, progress=False):
-    """detect.py's JSON dict per scene (see detect), the boxes drawn to outs[i] where given."""
+    """detect.py's output per scene: {"scene", "run_dir", "threshold", "objects": [{"name",
+    "references", "detections": [{"box", "score"}]}]}, the boxes drawn to outs[i] where given."""
     results = []
     for i, path in enumerate(tqdm(scene_paths, desc="scenes", unit="scene", disable=not progress)):
         scene = read_image(path)
