@@ -54,10 +54,9 @@ def answer(detector, scene, references, threshold):
         raise ValueError("drop a scene image first")
     if not references:
         raise ValueError("add at least one reference picture of the object")
-    paths = [getattr(r, "name", r) for r in references]  # file objects (older gradio) or paths
     rgba = as_rgba(scene)
     threshold = detector.threshold if threshold is None else float(threshold)
-    found = detector.find(rgba, {"object": paths}, threshold)["object"]
+    found = detector.find(rgba, {"object": list(references)}, threshold)["object"]
     boxes = draw(rgba, {"object": found})
     heat = heatmap(on_grey(rgba), found["heatmap"])
     detections = [{"box": b.tolist(), "score": round(float(s), 4)} for b, s in zip(found["boxes"], found["scores"])]

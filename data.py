@@ -249,11 +249,9 @@ class SceneCrops:
         x0, y0, x1, y1 = box
         side = max(x1 - x0, y1 - y0) * (1 + 2 * self.margin)
         left, top = round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2)
-        side = max(round(side), 1)
-        pad = side
-        padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), constant_values=GREY)
-        square = padded[top + pad:top + pad + side, left + pad:left + pad + side]
-        resized = np.asarray(Image.fromarray(square).resize((self.size, self.size), Image.BILINEAR))
+        square = Image.new("RGB", (max(round(side), 1),) * 2, (GREY,) * 3)
+        square.paste(Image.fromarray(rgb), (-left, -top))  # the scene, shifted; grey where it does not reach
+        resized = np.asarray(square.resize((self.size, self.size), Image.BILINEAR))
         return np.concatenate([resized, np.full((self.size, self.size, 1), 255, np.uint8)], axis=-1)
 
     def views(self, obj_id, count, scene_index):

@@ -160,13 +160,16 @@ def box_queries(pred):
 
 def box_figures(pred, threshold):
     """Box AP over every query (absent ones add only false positives), AP of present queries alone,
-    false positives per absent query at the operating threshold, and the operating points."""
+    false positives per absent query at the operating threshold (None: these predictions' best
+    operating point), and the operating points."""
     present, absent = box_queries(pred)
+    points = operating_points(present, absent)
+    threshold = best_operating_point(points)["threshold"] if threshold is None else threshold
     out = {f"box_{k}": v for k, v in box_metrics(present + absent).items()}
     out.update({f"box_{k}_present_only": v for k, v in box_metrics(present).items() if k.startswith("ap")})
     out.update({"absent_queries": len(absent), "box_threshold": threshold,
                 "absent_false_positives_per_query": false_positives_per_query([sc for _, sc, _ in absent], threshold),
-                "box_operating_points": operating_points(present, absent)})
+                "box_operating_points": points})
     return out
 
 

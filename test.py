@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 from boxes import visible  # noqa: E402
 from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
 from evaluate import (MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, best_operating_point, box_figures,  # noqa: E402
-                      box_queries, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load,
-                      model_answer, object_embeddings, operating_points, retrieval_recall, stored_threshold)
+                      cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load, model_answer,
+                      object_embeddings, retrieval_recall, stored_threshold)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import (atomic_write, border, draw_boxes, heatmap, hstack, io_error_line, non_negative_int,  # noqa: E402
@@ -232,13 +232,13 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     if run.config.priors:
         coco_truth, coco_results = coco_json(pred)
         metrics.update(coco_figures(coco_truth, coco_results))
+        metrics.update(box_figures(pred, threshold))  # threshold None here: this split's best (it chooses)
+        threshold = metrics["box_threshold"]
         if chooses:
-            point = best_operating_point(operating_points(*box_queries(pred)))
+            point = best_operating_point(metrics["box_operating_points"])
             write_json_atomic(os.path.join(run_dir, OPERATING_POINT_FILE), {
                 **point, "chosen_on": split_name, "data_dir": data_dir, "num_views": num_views,
                 "absent_queries": absent_queries, "rule": "best box F1 at IoU 0.5, absent queries' detections false"})
-            threshold = point["threshold"] if threshold is None else threshold
-        metrics.update(box_figures(pred, threshold))
     metrics.update({"scenes_per_s": pred.scenes_per_s, "compile_s": pred.compile_s, "run_dir": run_dir,
                     "data_dir": data_dir, "split": split_name, "num_views": num_views, "background": background,
                     "references": references, "crop_fallback_objects": sorted(pred.loader.crops.fallbacks)
