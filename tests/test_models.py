@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
+import pytest
 
-from conftest import TINY_MODEL
+from conftest import REPO, TINY_MODEL
 from models import SEED_CONFIG, embedding_model, scene_model
 
 
@@ -58,3 +63,28 @@ def test_the_originals_truncated_normal_initialiser_of_the_two_dense_layers():
         assert np.abs(w).max() <= 0.1 and 0.035 < w.std() < 0.05
     for w in kernels("glorot_uniform"):  # 128 x 128: uniform within +-sqrt(6 / 256) = +-0.153
         assert 0.1 < np.abs(w).max() <= 0.154
+
+
+CONV_HLO = """
+import jax, jax.numpy as jnp
+import models
+conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "SAME",
+                                                         dimension_numbers=("NHWC", "HWIO", "NHWC")))
+print("__ynn_fusion" in conv.lower(jnp.ones((1, 32, 32, 16)), jnp.ones((3, 3, 16, 32))).compile().as_text())
+"""
+
+
+def compiles_conv_to_ynnpack(xla_flags):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
+    result = subprocess.run([sys.executable, "-c", CONV_HLO], cwd=REPO, env=env, capture_output=True, text=True,
+                            check=True)
+    return result.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.slow
+def test_convolutions_go_to_xlas_own_emitter_unless_the_user_says_otherwise():
+    assert not compiles_conv_to_ynnpack(None)
+    assert not compiles_conv_to_ynnpack("--xla_cpu_enable_fast_math=false")  # other flags are kept beside it
+    assert compiles_conv_to_ynnpack("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution")
