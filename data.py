@@ -254,12 +254,16 @@ class SceneCrops:
         resized = np.asarray(square.resize((self.size, self.size), Image.BILINEAR))
         return np.concatenate([resized, np.full((self.size, self.size, 1), 255, np.uint8)], axis=-1)
 
-    def views(self, obj_id, count, scene_index):
-        """(count, size, size, 4) uint8 RGBA crops of obj_id from scenes other than scene_index."""
+    def views(self, obj_id, count, scene_index, rng=None):
+        """(count, size, size, 4) uint8 RGBA crops of obj_id from scenes other than scene_index: the
+        most visible instances, or with `rng` (training) a random draw from the more visible half."""
         found = [(s, box) for _, s, box in self.instances.get(int(obj_id), []) if s != scene_index]
         if not found:
             self.fallbacks.add(int(obj_id))
             return self.split.views(obj_id)[:count]
+        if rng is not None:
+            pool = max(count, (len(found) + 1) // 2)
+            found = [found[j] for j in rng.choice(min(pool, len(found)), size=count, replace=len(found) < count)]
         return np.stack([self.crop(self.split.scene(s)["rgb"], box)
                          for s, box in (found[i % len(found)] for i in range(count))])
 
@@ -274,12 +278,14 @@ class EpisodeLoader:
     epoch and the rest is drawn from a Generator seeded with (seed, i). So the loader's whole
     state is `position`, the index of the next episode, which is saved and restored to resume.
     Views sit on random background colours in training and on grey otherwise, unless
-    `background` ("random" or "grey") says. With `crops` (a SceneCrops of the split; anchors only),
-    the reference views are cut out of other scenes instead of rendered.
+    `background` ("random" or "grey") says. With `crops` (a SceneCrops of the split), the anchor
+    views are cut out of other scenes instead of rendered: every object's in evaluation, a random
+    `crop_share` of the objects' in training (their positives stay rendered, so the contrastive
+    loss ties crops to renders).
     """
 
     def __init__(self, split, num_objects, num_views, seed, training, position=0, num_absent=0, positives=True,
-                 background=None, crops=None):
+                 background=None, crops=None, crop_share=1.0):
         if num_objects > split.objects_per_scene:
             raise DataError(f"{split.name} scenes hold {split.objects_per_scene} objects each, fewer than "
                             f"the {num_objects} objects per episode asked for: lower C (--num-objects)")
@@ -300,8 +306,8 @@ class EpisodeLoader:
         self.positives = positives  # False: anchors only (inference needs no positives), so N <= V
         self.background = background or ("random" if training else "grey")
         self.crops = crops
-        if crops is not None and positives:
-            raise ValueError("reference views cut from scenes are for evaluation (positives=False) only")
+        self.crop_share = crop_share
+        self.training = training
         self._epoch_order = (None, None)
 
     def scene_index(self, i):
@@ -329,7 +335,9 @@ class EpisodeLoader:
         views = np.stack([self.split.views(obj_id)[rng.choice(self.split.views_per_object, drawn, replace=False)[:v]]
                           for obj_id in obj_ids])  # (C + K, 2N or N, h, w, 4) uint8
         if self.crops is not None:  # after the draw above, so that the episode is otherwise the same
-            views = np.stack([self.crops.views(obj_id, n, self.scene_index(i)) for obj_id in obj_ids])
+            cropped = rng.random(c + k) < self.crop_share if self.crop_share < 1 else np.ones(c + k, bool)
+            for j in np.flatnonzero(cropped):
+                views[j, :n] = self.crops.views(obj_ids[j], n, self.scene_index(i), rng if self.training else None)
         if self.background == "random":
             backgrounds = rng.integers(0, 256, size=(c + k, v, 3), dtype=np.uint8)
         else:

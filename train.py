@@ -33,7 +33,7 @@ from tqdm import tqdm  # noqa: E402
 
 import distributed  # noqa: E402
 from boxes import kmeans_priors, visible  # noqa: E402
-from data import DataError, EpisodeLoader, Split, composite_uint8, prefetch, read_json, write_json_atomic  # noqa: E402
+from data import DataError, EpisodeLoader, SceneCrops, Split, composite_uint8, prefetch, read_json, write_json_atomic  # noqa: E402
 from evaluate import box_queries, evaluate, model_answer  # noqa: E402
 from losses import total_loss  # noqa: E402
 from metrics import box_metrics, pixel_metrics  # noqa: E402
@@ -91,6 +91,9 @@ class Hyperparameters:
     dense_initializer: str = hyperparameter(
         "glorot_uniform", "initialiser of the obj_embeddings and scene_features kernels (truncated_normal: the "
         "original's)", choices=("glorot_uniform", "truncated_normal"))
+    crop_references: float = hyperparameter(
+        0.0, "share of the objects whose anchor views are cut from other training scenes (as test.py --references "
+        "crops) instead of rendered", type=unit_interval)
     stop_scene_gradient: bool = hyperparameter(False, "no gradient from the scene loss into the embedding model")
     num_priors: int = hyperparameter(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",
                                      type=non_negative_int)
@@ -468,7 +471,8 @@ def train(hp, launch):
     models = build(hp, train_split)
     check_scene_size(train_split, models.config)
     loader = EpisodeLoader(train_split, hp.num_objects, hp.num_views, hp.seed, training=True,
-                           num_absent=hp.absent_queries_per_scene)
+                           num_absent=hp.absent_queries_per_scene, crop_share=hp.crop_references,
+                           crops=SceneCrops(train_split) if hp.crop_references else None)
     EpisodeLoader(val_split, hp.num_objects, hp.num_views, hp.seed, training=False, positives=False)  # C, N fit?
     if chief:
         os.makedirs(run_dir, exist_ok=True)

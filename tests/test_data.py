@@ -97,6 +97,28 @@ def test_inference_episodes_need_only_anchors_and_may_use_random_backgrounds(tra
     assert len(np.unique(coloured["anchor_backgrounds"].reshape(-1, 3), axis=0)) > 1
 
 
+def test_training_episodes_cut_a_share_of_the_anchors_from_other_scenes(train):
+    def episodes(**crop):
+        loader = EpisodeLoader(train, num_objects=4, num_views=2, seed=3, training=True, num_absent=2, **crop)
+        return [loader.episode(i) for i in range(6)]
+
+    crops = SceneCrops(train)
+    rendered, none, every, half = (episodes(), episodes(crops=crops, crop_share=0.0),
+                                   episodes(crops=crops, crop_share=1.0), episodes(crops=crops, crop_share=0.5))
+    assert all(np.array_equal(a["anchors"], b["anchors"]) for a, b in zip(rendered, none))
+    for plain, cut in zip(rendered, every):  # the same objects and scene; anchors opaque crops, positives renders
+        assert np.array_equal(plain["obj_ids"], cut["obj_ids"]) and np.array_equal(plain["scene"], cut["scene"])
+        assert np.array_equal(plain["positives"], cut["positives"])
+        found = [j for j, obj_id in enumerate(cut["obj_ids"]) if int(obj_id) not in crops.fallbacks]
+        assert found and all((cut["anchors"][j][..., 3] == 255).all() for j in found)
+    # a random share: some objects cut, some rendered (renders have a transparent surround)
+    opaque = [(e["anchors"][j][..., 3] == 255).all() for e in half for j in range(len(e["obj_ids"]))]
+    assert any(opaque) and not all(opaque)
+    again = EpisodeLoader(train, num_objects=4, num_views=2, seed=3, training=True, num_absent=2, crops=crops,
+                          crop_share=0.5).episode(5)
+    assert np.array_equal(again["anchors"], half[5]["anchors"])  # a pure function of (seed, i)
+
+
 def test_composite_by_hand():
     rgba = np.array([[[[200, 100, 0, 255], [200, 100, 0, 0]], [[0, 0, 0, 51], [255, 255, 255, 255]]]],
                     dtype=np.uint8)  # (1, 2, 2, 4)
@@ -158,3 +180,5 @@ def test_scene_crops_by_hand():
     assert crops.views(7, 1, scene_index=1)[0, 4, 4, :3].tolist() == [255, 0, 0]
     assert crops.fallbacks == set()
     assert (crops.views(8, 2, scene_index=0) == 8).all() and crops.fallbacks == {8}  # nowhere: its renders
+    drawn = crops.views(7, 2, scene_index=None, rng=np.random.default_rng(0))  # training: a draw of both
+    assert drawn.shape == (2, 8, 8, 4) and {tuple(v[4, 4, :3]) for v in drawn} <= {(255, 0, 0), (0, 255, 0)}
