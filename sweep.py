@@ -1,14 +1,17 @@
 """Compares training recipes at one budget over several seeds: a choice is kept only if it beats
 the spread. Each run trains with train.py, then test.py scores it on the validation split (where
-choices are made) and on the test split (what is reported).
+choices are made and the operating threshold is chosen), on the test split (what is reported)
+and, for the robustness table, on test_shift (where the data has it) and with references cut
+from scenes (test.py --references crops).
 
     python sweep.py run default --seeds 0 1                                 # train.py's defaults
     python sweep.py run sum --seeds 0 1 -- --contrastive-reduction sum      # flags after --
     python sweep.py table                                                   # every recipe, markdown
 
 Runs go to SWEEP_DIR/RECIPE/seedS (default runs/sweep/). Rerunning carries on: a finished seed
-is skipped, a killed one resumes from its last checkpoint. Runtime: one train.py run and two
-test.py runs per seed (~13 min per seed at the defaults on a 2-core CPU).
+is skipped, a killed one resumes from its last checkpoint, and a seed trained before an
+evaluation existed gets it on the next run. Runtime: one train.py run and four test.py runs per
+seed (~15 min per seed at the defaults on a 2-core CPU).
 """
 import argparse
 import json
@@ -22,7 +25,13 @@ import train
 from data import DataError, read_json
 from util import atomic_write
 
-SPLITS = ("validation", "test")
+SPLITS = ("validation", "test")  # a seed counts once tested on both
+EVALUATIONS = {  # folder in the run dir -> test.py's flags; validation first: it sets the threshold
+    "validation": ["--split", "validation"],
+    "test_shift": ["--split", "test_shift"],
+    "test_crops": ["--split", "test", "--references", "crops"],
+    "test": ["--split", "test"],
+}
 COLUMNS = (  # (metrics.json key, header): higher is better except false positives
     ("average_precision", "per-cell AP"),
     ("box_ap50", "box AP50"),
@@ -61,48 +70,72 @@ def run_seed(run_dir, seed, flags, data_dir):
                        "--overwrite", *flags]
         print("+", " ".join(command), flush=True)
         subprocess.run(command, check=True)
-    for split in SPLITS:
-        if not os.path.exists(os.path.join(run_dir, split, "metrics.json")):
-            command = [python, "test.py", "--run-dir", run_dir, "--data-dir", data_dir, "--split", split,
-                       "--num-pictures", "8"]
+    for folder, flags in EVALUATIONS.items():
+        missing_split = not os.path.isdir(os.path.join(data_dir, flags[1]))  # test_shift: newer data only
+        if not missing_split and not os.path.exists(os.path.join(run_dir, folder, "metrics.json")):
+            command = [python, "test.py", "--run-dir", run_dir, "--data-dir", data_dir, *flags, "--num-pictures", "8"]
             print("+", " ".join(command), flush=True)
             subprocess.run(command, check=True)
 
 
+ROBUSTNESS = (  # (header, the figure from one seed's {folder: metrics}): on the test objects
+    ("test box AP50", lambda m: m["test"]["box_ap50"]),
+    ("test_shift box AP50", lambda m: m["test_shift"]["box_ap50"]),
+    ("shift / test", lambda m: m["test_shift"]["box_ap50"] / m["test"]["box_ap50"]),
+    ("crops box AP50", lambda m: m["test_crops"]["box_ap50"]),
+    ("crops / test", lambda m: m["test_crops"]["box_ap50"] / m["test"]["box_ap50"]),
+    ("crops FP / absent query", lambda m: m["test_crops"]["absent_false_positives_per_query"]),
+)
+
+
+def stats(values):
+    return (float(np.mean(values)), min(values), max(values), len(values)) if values else None
+
+
 def summary(sweep_dir, recipe):
-    """-> (flags, seeds, {split: {key: (mean, min, max)}}) over the seeds tested on every split."""
+    """-> (flags, seeds, {split: {key: (mean, min, max, count)}, "robustness": {header: the same}})
+    over the seeds tested on every split of SPLITS; a ratio is taken per seed, then averaged."""
     flags = read_json(os.path.join(sweep_dir, recipe, "recipe.json"))["flags"]
     rows = {}
     for name in sorted(os.listdir(os.path.join(sweep_dir, recipe))):
-        paths = [os.path.join(sweep_dir, recipe, name, split, "metrics.json") for split in SPLITS]
-        if name.startswith("seed") and all(os.path.exists(p) for p in paths):
-            rows[int(name[4:])] = [read_json(p) for p in paths]
-    figures = {}
-    for i, split in enumerate(SPLITS):
-        figures[split] = {}
-        for key, _ in COLUMNS:
-            values = [m[i][key] for m in rows.values() if m[i].get(key) is not None]
-            if values:
-                figures[split][key] = (float(np.mean(values)), min(values), max(values))
+        paths = {folder: os.path.join(sweep_dir, recipe, name, folder, "metrics.json") for folder in EVALUATIONS}
+        if name.startswith("seed") and all(os.path.exists(paths[split]) for split in SPLITS):
+            rows[int(name[4:])] = {folder: read_json(p) for folder, p in paths.items() if os.path.exists(p)}
+    figures = {split: {key: stats([m[split][key] for m in rows.values() if m[split].get(key) is not None])
+                       for key, _ in COLUMNS} for split in SPLITS}
+    figures["robustness"] = {}
+    for header, figure in ROBUSTNESS:
+        values = []
+        for metrics in rows.values():
+            try:
+                values.append(figure(metrics))
+            except (KeyError, TypeError, ZeroDivisionError):  # not evaluated there, or no boxes
+                pass
+        figures["robustness"][header] = stats(values)
     return flags, sorted(rows), figures
 
 
 def table(sweep_dir, recipes):
-    """A markdown table per split: each figure as mean (min-max over the seeds)."""
+    """Markdown tables: one per split, then the robustness table; each figure as mean (min-max
+    over the seeds), `-` where no seed has it."""
     lines = []
-    for split in SPLITS:
-        lines += [f"{split} split:", "",
-                  "| recipe | flags | seeds | " + " | ".join(h for _, h in COLUMNS) + " |",
-                  "|---|---|---|" + "---|" * len(COLUMNS)]
+    tables = [(f"{split} split:", split, [h for _, h in COLUMNS], [k for k, _ in COLUMNS]) for split in SPLITS]
+    headers = [h for h, _ in ROBUSTNESS]
+    tables.append(("robustness (test objects; test_shift: other cameras; crops: references cut from scenes):",
+                   "robustness", headers, headers))
+    for title, part, headers, keys in tables:
+        lines += [title, "", "| recipe | flags | seeds | " + " | ".join(headers) + " |",
+                  "|---|---|---|" + "---|" * len(headers)]
         for recipe in recipes:
             flags, seeds, figures = summary(sweep_dir, recipe)
             cells = []
-            for key, _ in COLUMNS:
-                if key in figures[split]:
-                    mean, lo, hi = figures[split][key]
-                    cells.append(f"{mean:.3f} ({lo:.3f}-{hi:.3f})" if len(seeds) > 1 else f"{mean:.3f}")
-                else:
+            for key in keys:
+                figure = figures[part][key]
+                if figure is None:
                     cells.append("-")
+                else:
+                    mean, lo, hi, count = figure
+                    cells.append(f"{mean:.3f} ({lo:.3f}-{hi:.3f})" if count > 1 else f"{mean:.3f}")
             lines.append(f"| {recipe} | `{' '.join(flags) or '(defaults)'}` | {','.join(map(str, seeds)) or '-'} | "
                          + " | ".join(cells) + " |")
         lines.append("")

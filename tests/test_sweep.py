@@ -1,0 +1,52 @@
+import json
+import os
+
+import pytest
+
+import sweep
+
+
+def write(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
+def metrics(ap50, fp=0.5):
+    return {"average_precision": 0.5, "box_ap50": ap50, "box_ap50_95": 0.1,
+            "absent_false_positives_per_query": fp, "retrieval_recall@1": 1.0}
+
+
+def test_table_by_hand(tmp_path):
+    write(tmp_path / "bce" / "recipe.json", {"flags": ["--focal-gamma", "0"]})
+    for seed, (test, shift, crops) in enumerate([(0.4, 0.1, 0.2), (0.2, 0.1, 0.2)]):
+        run = tmp_path / "bce" / f"seed{seed}"
+        write(run / "validation" / "metrics.json", metrics(0.3))
+        write(run / "test" / "metrics.json", metrics(test))
+        write(run / "test_shift" / "metrics.json", metrics(shift))
+        write(run / "test_crops" / "metrics.json", metrics(crops, fp=seed))
+    write(tmp_path / "bce" / "seed2" / "validation" / "metrics.json", metrics(0.9))  # not tested yet: left out
+    flags, seeds, figures = sweep.summary(str(tmp_path), "bce")
+    assert flags == ["--focal-gamma", "0"] and seeds == [0, 1]
+    assert figures["test"]["box_ap50"] == pytest.approx((0.3, 0.2, 0.4, 2))
+    # ratios per seed (0.25 and 0.5), then their mean, not the ratio of the means (1/3)
+    assert figures["robustness"]["shift / test"] == pytest.approx((0.375, 0.25, 0.5, 2))
+    assert figures["robustness"]["crops / test"] == pytest.approx((0.75, 0.5, 1.0, 2))
+    assert figures["robustness"]["crops FP / absent query"] == pytest.approx((0.5, 0, 1, 2))
+    text = sweep.table(str(tmp_path), ["bce"])
+    assert "| bce | `--focal-gamma 0` | 0,1 | 0.300 (0.200-0.400) |" in text
+    assert "| 0.375 (0.250-0.500) |" in text
+
+
+def test_a_seed_without_robustness_evaluations_gets_dashes(tmp_path):
+    write(tmp_path / "old" / "recipe.json", {"flags": []})
+    write(tmp_path / "old" / "seed0" / "validation" / "metrics.json", metrics(0.3))
+    write(tmp_path / "old" / "seed0" / "test" / "metrics.json", metrics(0.2))
+    robustness = sweep.table(str(tmp_path), ["old"]).split("robustness")[1]
+    assert "| old | `(defaults)` | 0 | 0.200 | - | - | - | - | - |" in robustness
+
+
+def test_flags_that_sweep_sets_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="--seed is sweep.py's to set"):
+        sweep.main(["--sweep-dir", str(tmp_path), "run", "x", "--", "--seed", "3"])
+    assert not os.listdir(tmp_path)  # nothing written
