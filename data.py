@@ -22,6 +22,7 @@ import threading
 import numpy as np
 from PIL import Image
 
+from render import padded_box_cells
 from util import atomic_write, temp_path
 
 FORMAT_VERSION = 1
@@ -268,6 +269,37 @@ class SceneCrops:
                          for s, box in (found[i % len(found)] for i in range(count))])
 
 
+def zoom_scene(rgb, boxes, visible_masks, z, offset):
+    """A scene as a camera zoomed by z would see it: z < 1 farther (the scene shrunk onto its own
+    border colour), z > 1 nearer (a window of it enlarged), the zoomed image's top-left corner at
+    pixel `offset` (x, y). rgb (H, H, 3) uint8, boxes (K, I, 4) int16 (-1: not visible),
+    visible_masks (K, G, G) uint8 -> (rgb, boxes, box_masks, visible_masks) of the new view:
+    boxes clipped to the frame, -1 where nothing is left; the box masks rebuilt from them as
+    render.scene_labels builds them; the visible masks moved cell by cell with the scene."""
+    size, grid = rgb.shape[0], visible_masks.shape[-1]
+    ox, oy = offset
+    inverse = (1 / z, 0, -ox / z, 0, 1 / z, -oy / z)  # output pixel -> input pixel, as PIL wants
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    fill = tuple(int(v) for v in np.median(border, axis=0))
+    image = np.asarray(Image.fromarray(rgb).transform((size, size), Image.AFFINE, inverse, Image.BILINEAR,
+                                                      fillcolor=fill))
+    moved = np.full(boxes.shape, -1, np.int16)
+    box_masks = np.zeros(visible_masks.shape, np.uint8)
+    for k, i in zip(*np.nonzero(boxes[..., 0] >= 0)):
+        x0, y0, x1, y1 = boxes[k, i].astype(float) * z + (ox, oy, ox, oy)
+        x0, y0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+        x1, y1 = min(int(np.ceil(x1)), size), min(int(np.ceil(y1)), size)
+        if x1 > x0 and y1 > y0:
+            moved[k, i] = (x0, y0, x1, y1)
+            cx0, cy0, cx1, cy1 = padded_box_cells((x0, y0, x1, y1), size, grid)
+            box_masks[k, cy0:cy1 + 1, cx0:cx1 + 1] = 1
+    cell = size // grid  # the visible masks at pixel level, moved like the scene, any-pooled back
+    pixels = np.repeat(np.repeat(visible_masks, cell, axis=1), cell, axis=2)
+    visible = np.stack([np.asarray(Image.fromarray(m).transform((size, size), Image.AFFINE, inverse, Image.NEAREST))
+                        for m in pixels]).reshape(len(pixels), grid, cell, grid, cell).max(axis=(2, 4))
+    return image, moved, box_masks, visible
+
+
 class EpisodeLoader:
     """Training episodes as in the original: one scene, C of its objects, N anchor and N positive
     views of each (all 2N distinct), the C target masks; uint8 throughout. With num_absent = K,
@@ -281,11 +313,12 @@ class EpisodeLoader:
     `background` ("random" or "grey") says. With `crops` (a SceneCrops of the split), the anchor
     views are cut out of other scenes instead of rendered: every object's in evaluation, a random
     `crop_share` of the objects' in training (their positives stay rendered, so the contrastive
-    loss ties crops to renders).
+    loss ties crops to renders). With zoom Z > 1, each scene is seen zoomed by a factor drawn
+    log-uniformly from [1/Z, Z] at a random place (zoom_scene), targets moved with it.
     """
 
     def __init__(self, split, num_objects, num_views, seed, training, position=0, num_absent=0, positives=True,
-                 background=None, crops=None, crop_share=1.0):
+                 background=None, crops=None, crop_share=1.0, zoom=1.0):
         if num_objects > split.objects_per_scene:
             raise DataError(f"{split.name} scenes hold {split.objects_per_scene} objects each, fewer than "
                             f"the {num_objects} objects per episode asked for: lower C (--num-objects)")
@@ -307,6 +340,7 @@ class EpisodeLoader:
         self.background = background or ("random" if training else "grey")
         self.crops = crops
         self.crop_share = crop_share
+        self.zoom = zoom
         self.training = training
         self._epoch_order = (None, None)
 
@@ -343,16 +377,23 @@ class EpisodeLoader:
         else:
             backgrounds = np.full((c + k, v, 3), GREY, dtype=np.uint8)
 
+        rgb, boxes, box_masks, visible_masks = (np.asarray(scene["rgb"]), scene["boxes"], scene["box_masks"],
+                                                scene["visible_masks"])
+        if self.zoom > 1:  # drawn last, so that the rest of the episode is that of a loader without zoom
+            z = float(np.exp(rng.uniform(-np.log(self.zoom), np.log(self.zoom))))
+            offset = rng.uniform(*sorted((0.0, rgb.shape[0] * (1 - z))), size=2)
+            rgb, boxes, box_masks, visible_masks = zoom_scene(rgb, boxes, visible_masks, z, offset)
+
         def absent_too(array, fill):  # (C, ...) -> (C + K, ...), the absent objects' rows filled
             return np.concatenate([array, np.full((k, *array.shape[1:]), fill, dtype=array.dtype)])
 
         episode = {
-            "scene": np.asarray(scene["rgb"]),  # (H, W, 3) uint8
+            "scene": rgb,  # (H, W, 3) uint8
             "anchors": views[:, :n],  # (C + K, N, h, w, 4) uint8
             "anchor_backgrounds": backgrounds[:, :n],  # (C + K, N, 3) uint8
-            "masks": absent_too(scene["box_masks"][slots], 0),  # (C + K, G, G) uint8 {0,1}
-            "visible_masks": absent_too(scene["visible_masks"][slots], 0),  # (C + K, G, G) uint8 {0,1}
-            "boxes": absent_too(scene["boxes"][slots], -1),  # (C + K, I, 4) int16, -1 where not visible
+            "masks": absent_too(box_masks[slots], 0),  # (C + K, G, G) uint8 {0,1}
+            "visible_masks": absent_too(visible_masks[slots], 0),  # (C + K, G, G) uint8 {0,1}
+            "boxes": absent_too(boxes[slots], -1),  # (C + K, I, 4) int16, -1 where not visible
             "obj_ids": obj_ids,  # (C + K,) int16
         }
         if self.positives:

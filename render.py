@@ -144,11 +144,19 @@ class Renderer:
         return np.ascontiguousarray(rgba[..., :3]), scene_labels(seg, bodies, obj_ids, grid, instances)
 
 
+def padded_box_cells(box, size, grid):
+    """A pixel box (x0, y0, x1, y1) of a size x size scene -> the grid cells (cx0, cy0, cx1, cy1),
+    inclusive, that its padded box touches: the box mask's any-pooling, on cell indices directly."""
+    x0, y0, x1, y1 = box
+    cell, pad = size // grid, round(BOX_PAD_PX_AT_640 * size / 640)
+    return (max(x0 - pad, 0) // cell, max(y0 - pad, 0) // cell,
+            (min(x1 + pad, size) - 1) // cell, (min(y1 + pad, size) - 1) // cell)
+
+
 def scene_labels(seg, bodies, obj_ids, grid, instances):
     """Builds SceneLabels from a (H, W) segmentation of body ids; bodies maps id -> (slot, instance)."""
     size = seg.shape[0]
     cell = size // grid
-    pad = round(BOX_PAD_PX_AT_640 * size / 640)
     k = len(obj_ids)
     boxes = np.full((k, instances, 4), -1, dtype=np.int16)
     pixel_counts = np.zeros((k, instances), dtype=np.int32)
@@ -163,9 +171,7 @@ def scene_labels(seg, bodies, obj_ids, grid, instances):
         x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
         boxes[slot, instance] = (x0, y0, x1, y1)
         pixel_counts[slot, instance] = len(xs)
-        # any-pooling of the padded box onto the grid, done on cell indices directly
-        cx0, cy0 = max(x0 - pad, 0) // cell, max(y0 - pad, 0) // cell
-        cx1, cy1 = (min(x1 + pad, size) - 1) // cell, (min(y1 + pad, size) - 1) // cell
+        cx0, cy0, cx1, cy1 = padded_box_cells((x0, y0, x1, y1), size, grid)
         box_masks[slot, cy0:cy1 + 1, cx0:cx1 + 1] = 1
         visible_masks[slot] |= (cells == body).any(axis=-1).astype(np.uint8)
     return SceneLabels(obj_ids, box_masks, visible_masks, boxes, pixel_counts)

@@ -40,7 +40,7 @@ from metrics import box_metrics, pixel_metrics  # noqa: E402
 from models import (CPU_CONFIG, SEED_CONFIG, build_models, cell_outputs, check_scene_size,  # noqa: E402
                     embed_views, enable_compilation_cache, load_config, mean_embedding, model_state, save_config,
                     save_weights)
-from util import (RunDirLock, atomic_write, hstack, io_error_line, non_negative_float, non_negative_int,  # noqa: E402
+from util import (RunDirLock, at_least_one, atomic_write, hstack, io_error_line, non_negative_float, non_negative_int,  # noqa: E402
                   positive_float, positive_int, remove_stale_temps, save_figure, save_png, temp_path, tile, tint,
                   unit_interval, vstack)
 
@@ -94,6 +94,9 @@ class Hyperparameters:
     crop_references: float = hyperparameter(
         0.0, "share of the objects whose anchor views are cut from other training scenes (as test.py --references "
         "crops) instead of rendered", type=unit_interval)
+    scene_zoom: float = hyperparameter(
+        1.0, "Z: each training scene seen zoomed by a factor from [1/Z, Z] (log-uniform) at a random place, its "
+        "targets moved with it (as a camera farther or nearer would see it); 1: as rendered", type=at_least_one)
     stop_scene_gradient: bool = hyperparameter(False, "no gradient from the scene loss into the embedding model")
     num_priors: int = hyperparameter(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",
                                      type=non_negative_int)
@@ -472,7 +475,7 @@ def train(hp, launch):
     check_scene_size(train_split, models.config)
     loader = EpisodeLoader(train_split, hp.num_objects, hp.num_views, hp.seed, training=True,
                            num_absent=hp.absent_queries_per_scene, crop_share=hp.crop_references,
-                           crops=SceneCrops(train_split) if hp.crop_references else None)
+                           crops=SceneCrops(train_split) if hp.crop_references else None, zoom=hp.scene_zoom)
     EpisodeLoader(val_split, hp.num_objects, hp.num_views, hp.seed, training=False, positives=False)  # C, N fit?
     if chief:
         os.makedirs(run_dir, exist_ok=True)

@@ -34,6 +34,7 @@ non_negative_int = _number(int, 0, None, "0 or more")
 positive_float = _number(float, 1e-300, None, "a positive number")
 non_negative_float = _number(float, 0.0, None, "0 or more")
 unit_interval = _number(float, 0.0, 1.0, "a number from 0 to 1")
+at_least_one = _number(float, 1.0, None, "a number of 1 or more")
 
 
 def io_error_line(error):

@@ -3,7 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from data import GREY, DataError, EpisodeLoader, SceneCrops, Split, composite, parse_id_range, prefetch
+from data import (GREY, DataError, EpisodeLoader, SceneCrops, Split, composite, parse_id_range, prefetch,
+                  zoom_scene)
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +118,48 @@ def test_training_episodes_cut_a_share_of_the_anchors_from_other_scenes(train):
     again = EpisodeLoader(train, num_objects=4, num_views=2, seed=3, training=True, num_absent=2, crops=crops,
                           crop_share=0.5).episode(5)
     assert np.array_equal(again["anchors"], half[5]["anchors"])  # a pure function of (seed, i)
+
+
+def test_zoom_scene_by_hand():
+    rgb = np.full((32, 32, 3), 255, np.uint8)  # white, one red 8x8 object at (8, 8); grid 4x4 (8 px cells)
+    rgb[8:16, 8:16] = (255, 0, 0)
+    boxes = np.array([[[8, 8, 16, 16], [-1, -1, -1, -1]], [[24, 24, 32, 32], [-1, -1, -1, -1]]], np.int16)
+    visible = np.zeros((2, 4, 4), np.uint8)
+    visible[0, 1, 1] = visible[1, 3, 3] = 1
+    far, moved, box_masks, seen = zoom_scene(rgb, boxes, visible, 0.5, (0, 0))  # half size, top-left
+    assert far[6, 6].tolist() == [255, 0, 0] and far[20, 20].tolist() == [255, 255, 255]  # the rest: border colour
+    assert moved[0, 0].tolist() == [4, 4, 8, 8] and moved[1, 0].tolist() == [12, 12, 16, 16]
+    assert (moved[:, 1] == -1).all()
+    assert np.argwhere(box_masks[0]).tolist() == [[0, 0]] and np.argwhere(box_masks[1]).tolist() == [[1, 1]]
+    assert np.argwhere(seen[0]).tolist() == [[0, 0]] and np.argwhere(seen[1]).tolist() == [[1, 1]]
+    near, moved, box_masks, seen = zoom_scene(rgb, boxes, visible, 2.0, (-16, -16))  # the window 8..24, doubled
+    assert near[2, 2].tolist() == [255, 0, 0] and near[30, 30].tolist() == [255, 255, 255] and moved[0, 0].tolist() == [0, 0, 16, 16]
+    assert moved[1, 0].tolist() == [-1] * 4 and not box_masks[1].any() and not seen[1].any()  # out of the frame
+    assert box_masks[0, :2, :2].all() and box_masks[0].sum() == 4
+
+
+def test_zoom_by_one_rebuilds_the_generated_targets(train):
+    for index in range(train.num_scenes):
+        scene = train.scene(index)
+        rgb, boxes, box_masks, visible = zoom_scene(np.asarray(scene["rgb"]), scene["boxes"], scene["visible_masks"],
+                                                    1.0, (0, 0))
+        assert np.array_equal(rgb, scene["rgb"]) and np.array_equal(boxes, scene["boxes"])
+        assert np.array_equal(box_masks, scene["box_masks"]) and np.array_equal(visible, scene["visible_masks"])
+
+
+def test_zoomed_training_episodes(train):
+    def episode(zoom, i):
+        return EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=True, num_absent=1,
+                             zoom=zoom).episode(i)
+
+    for i in range(4):
+        plain, same, zoomed = episode(1.0, i), episode(1.0, i), episode(2.0, i)
+        assert all(np.array_equal(plain[k], same[k]) for k in plain)
+        assert np.array_equal(plain["anchors"], zoomed["anchors"]) and np.array_equal(plain["obj_ids"], zoomed["obj_ids"])
+        assert not np.array_equal(plain["scene"], zoomed["scene"]) and zoomed["scene"].shape == plain["scene"].shape
+        visible = zoomed["boxes"][..., 0] >= 0
+        assert (zoomed["boxes"][visible] >= 0).all() and (zoomed["boxes"][visible] <= 128).all()
+        assert not zoomed["masks"][3:].any()  # the absent query stays empty
 
 
 def test_composite_by_hand():
