@@ -119,6 +119,29 @@ class Broadcast(layers.Layer):
         return {**super().get_config(), "size": self.size}
 
 
+@jax.custom_vjp
+def pointwise_matmul(x, w):
+    """(..., c) @ (c, o) -> (..., o), the usual gradients. Without the barrier, XLA:CPU fuses the
+    incoming gradient's computation (the batch-norm backward over every cell) into a transposed
+    copy for the weight gradient's dot: a loop gathering with a stride of one row (at the
+    original's workload 422 ms, a fifth of the step). With it, the gradient is written as it
+    lies first (train step 1.1-1.4x faster, the same losses; docs/benchmarks.md)."""
+    return jnp.einsum("...c,co->...o", x, w)
+
+
+def _pointwise_forward(x, w):
+    return pointwise_matmul(x, w), (x, w)
+
+
+def _pointwise_backward(residuals, g):
+    x, w = residuals
+    g = jax.lax.optimization_barrier(g)
+    return jnp.einsum("...o,co->...c", g, w), jnp.einsum("...c,...o->co", x, g)
+
+
+pointwise_matmul.defvjp(_pointwise_forward, _pointwise_backward)
+
+
 @keras.saving.register_keras_serializable("yolz")
 class PointwiseConv2D(layers.Conv2D):
     """A 1x1, stride-1 Conv2D computed as a matmul over the channels: the same weights (kernel
@@ -127,7 +150,7 @@ class PointwiseConv2D(layers.Conv2D):
     2.0x faster, docs/benchmarks.md)."""
 
     def call(self, inputs):
-        x = ops.einsum("...c,co->...o", inputs, self.kernel[0, 0])
+        x = pointwise_matmul(inputs, self.kernel[0, 0])
         return self.activation(x + self.bias if self.use_bias else x)
 
 

@@ -2,12 +2,14 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import keras
 import numpy as np
 import pytest
 
 from conftest import REPO, TINY_MODEL
-from models import SEED_CONFIG, embedding_model, scene_model
+from models import SEED_CONFIG, embedding_model, pointwise_matmul, scene_model
 
 
 def counts(model):
@@ -88,3 +90,17 @@ def test_convolutions_go_to_xlas_own_emitter_unless_the_user_says_otherwise():
     assert not compiles_conv_to_ynnpack(None)
     assert not compiles_conv_to_ynnpack("--xla_cpu_enable_fast_math=false")  # other flags are kept beside it
     assert compiles_conv_to_ynnpack("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution")
+
+
+def test_pointwise_matmul_gradients_are_the_einsums():
+    x, w, target = (jax.random.normal(k, shape) for k, shape in
+                    zip(jax.random.split(jax.random.key(0), 3), [(2, 5, 5, 3), (3, 4), (2, 5, 5, 4)]))
+
+    def loss(matmul):
+        return lambda x, w: jnp.sum(jnp.tanh(matmul(x, w)) * target)
+
+    ours = jax.grad(loss(pointwise_matmul), argnums=(0, 1))(x, w)
+    plain = jax.grad(loss(lambda x, w: jnp.einsum("...c,co->...o", x, w)), argnums=(0, 1))(x, w)
+    for a, b in zip(ours, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pointwise_matmul(x, w), jnp.einsum("...c,co->...o", x, w), rtol=1e-6)
