@@ -22,8 +22,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 # XLA:CPU hands each convolution to YNNPACK by default; its own convolution emitter runs these
-# small-channel convs faster (train step 1.2-1.4x at the cpu config, ~1.06x at the original's
-# workload, same losses; docs/benchmarks.md). Read when the backend starts, so it must be set
+# small-channel convs faster (the cpu config's train step 1.23x, the original's workload within
+# the noise, same losses; docs/benchmarks.md). Read when the backend starts, so it must be set
 # before the first computation; a user's own choice of this flag wins, and a jaxlib older than
 # the one measured may not know the flag (an unknown flag aborts the process).
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
@@ -125,7 +125,7 @@ def pointwise_matmul(x, w):
     incoming gradient's computation (the batch-norm backward over every cell) into a transposed
     copy for the weight gradient's dot: a loop gathering with a stride of one row (at the
     original's workload 422 ms, a fifth of the step). With it, the gradient is written as it
-    lies first (train step 1.1-1.4x faster, the same losses; docs/benchmarks.md)."""
+    lies first (train step 1.1-1.3x faster, the same losses; docs/benchmarks.md)."""
     return jnp.einsum("...c,co->...o", x, w)
 
 
