@@ -88,6 +88,17 @@ ROBUSTNESS = (  # (header, the figure from one seed's {folder: metrics}): on the
 )
 
 
+TRAINING = (("contrastive_loss", "train contrastive loss, last 100 steps"),)  # the embedding's loss
+
+
+def final_losses(path, steps=100):
+    """{loss: mean over the train rows of metrics.jsonl in the run's last `steps` steps}."""
+    with open(path) as f:
+        rows = [row for row in map(json.loads, f) if row.get("split") == "train"]
+    last = [row for row in rows if row["step"] > rows[-1]["step"] - steps] if rows else []
+    return {key: float(np.mean([row[key] for row in last])) for key, _ in TRAINING if last and key in last[-1]}
+
+
 def stats(values):
     return (float(np.mean(values)), min(values), max(values), len(values)) if values else None
 
@@ -101,8 +112,11 @@ def summary(sweep_dir, recipe):
         paths = {folder: os.path.join(sweep_dir, recipe, name, folder, "metrics.json") for folder in EVALUATIONS}
         if name.startswith("seed") and all(os.path.exists(paths[split]) for split in SPLITS):
             rows[int(name[4:])] = {folder: read_json(p) for folder, p in paths.items() if os.path.exists(p)}
+            rows[int(name[4:])]["train"] = final_losses(os.path.join(sweep_dir, recipe, name, "metrics.jsonl"))
     figures = {split: {key: stats([m[split][key] for m in rows.values() if m[split].get(key) is not None])
                        for key, _ in COLUMNS} for split in SPLITS}
+    figures["train"] = {key: stats([m["train"][key] for m in rows.values() if key in m["train"]])
+                        for key, _ in TRAINING}
     figures["robustness"] = {}
     for header, figure in ROBUSTNESS:
         values = []
@@ -120,6 +134,7 @@ def table(sweep_dir, recipes):
     over the seeds), `-` where no seed has it."""
     lines = []
     tables = [(f"{split} split:", split, [h for _, h in COLUMNS], [k for k, _ in COLUMNS]) for split in SPLITS]
+    tables.insert(1, ("training:", "train", [h for _, h in TRAINING], [k for k, _ in TRAINING]))
     headers = [h for h, _ in ROBUSTNESS]
     tables.append(("robustness (test objects; test_shift: other cameras; crops: references cut from scenes):",
                    "robustness", headers, headers))

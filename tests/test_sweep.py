@@ -25,10 +25,15 @@ def test_table_by_hand(tmp_path):
         write(run / "test" / "metrics.json", metrics(test))
         write(run / "test_shift" / "metrics.json", metrics(shift))
         write(run / "test_crops" / "metrics.json", metrics(crops, fp=seed))
+        with open(run / "metrics.jsonl", "w") as f:  # train rows every 50 steps; the last 100 steps: 200, 250
+            for step, loss in ((150, 9.0), (200, 2.0 + seed), (250, 3.0 + seed)):
+                f.write(json.dumps({"split": "train", "step": step, "contrastive_loss": loss}) + "\n")
+            f.write(json.dumps({"split": "validation", "step": 250, "average_precision": 0.1}) + "\n")
     write(tmp_path / "bce" / "seed2" / "validation" / "metrics.json", metrics(0.9))  # not tested yet: left out
     flags, seeds, figures = sweep.summary(str(tmp_path), "bce")
     assert flags == ["--focal-gamma", "0"] and seeds == [0, 1]
     assert figures["test"]["box_ap50"] == pytest.approx((0.3, 0.2, 0.4, 2))
+    assert figures["train"]["contrastive_loss"] == pytest.approx((3.0, 2.5, 3.5, 2))
     # ratios per seed (0.25 and 0.5), then their mean, not the ratio of the means (1/3)
     assert figures["robustness"]["shift / test"] == pytest.approx((0.375, 0.25, 0.5, 2))
     assert figures["robustness"]["crops / test"] == pytest.approx((0.75, 0.5, 1.0, 2))
@@ -42,6 +47,7 @@ def test_a_seed_without_robustness_evaluations_gets_dashes(tmp_path):
     write(tmp_path / "old" / "recipe.json", {"flags": []})
     write(tmp_path / "old" / "seed0" / "validation" / "metrics.json", metrics(0.3))
     write(tmp_path / "old" / "seed0" / "test" / "metrics.json", metrics(0.2))
+    (tmp_path / "old" / "seed0" / "metrics.jsonl").write_text("")
     robustness = sweep.table(str(tmp_path), ["old"]).split("robustness")[1]
     assert "| old | `(defaults)` | 0 | 0.200 | - | - | - | - | - |" in robustness
 
