@@ -25,8 +25,8 @@ cd "$(dirname "$0")"
 : "${TEMPERATURE:=1.0}"
 : "${CONTRASTIVE_REDUCTION:=mean}"    # mean or sum (the original's) over a scene's objects
 : "${EMBEDDING_BATCH_NORM:=batch}"    # batch, or object: each object's N views apart (the original's)
-: "${FOCAL_ALPHA:=0.25}"
-: "${FOCAL_GAMMA:=2.0}"               # 0: plain binary cross-entropy
+: "${FOCAL_ALPHA:=0.5}"
+: "${FOCAL_GAMMA:=0.0}"               # 0: binary cross-entropy (with alpha 0.5); 2: the original's focal loss
 : "${DENSE_INITIALIZER:=glorot_uniform}"  # or truncated_normal (the original's), of the embedding's two dense layers
 : "${NUM_PRIORS:=3}"                  # A box priors per cell (k-means on the training boxes); 0: no box head
 : "${BOX_LOSS_WEIGHT:=1.0}"
