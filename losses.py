@@ -1,5 +1,6 @@
 """The loss, as pure jax functions of arrays: contrastive (embeddings), sigmoid focal (per-cell
-classifier; by default gamma 0, i.e. binary cross-entropy) and the box head's, summed by `total_loss` with the run's weights.
+classifier; by default gamma 0, i.e. binary cross-entropy) and the box head's, summed by
+`total_loss` with the run's weights.
 
 One name per quantity from flag to logged metric: --contrastive-loss-weight scales
 `contrastive_loss`, --classifier-loss-weight `classifier_loss`, --box-loss-weight `box_loss`

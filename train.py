@@ -33,16 +33,17 @@ from tqdm import tqdm  # noqa: E402
 
 import distributed  # noqa: E402
 from boxes import kmeans_priors, visible  # noqa: E402
-from data import DataError, EpisodeLoader, SceneCrops, Split, composite_uint8, prefetch, read_json, write_json_atomic  # noqa: E402
+from data import (DataError, EpisodeLoader, SceneCrops, Split, composite_uint8, prefetch, read_json,  # noqa: E402
+                  write_json_atomic)
 from evaluate import box_queries, evaluate, model_answer  # noqa: E402
 from losses import total_loss  # noqa: E402
 from metrics import box_metrics, pixel_metrics  # noqa: E402
 from models import (CPU_CONFIG, SEED_CONFIG, build_models, cell_outputs, check_scene_size,  # noqa: E402
                     embed_views, enable_compilation_cache, load_config, mean_embedding, model_state, save_config,
                     save_weights)
-from util import (RunDirLock, at_least_one, atomic_write, hstack, io_error_line, non_negative_float, non_negative_int,  # noqa: E402
-                  positive_float, positive_int, remove_stale_temps, save_figure, save_png, temp_path, tile, tint,
-                  unit_interval, vstack)
+from util import (RunDirLock, at_least_one, atomic_write, hstack, io_error_line, non_negative_float,  # noqa: E402
+                  non_negative_int, positive_float, positive_int, remove_stale_temps, save_figure, save_png,
+                  temp_path, tile, tint, unit_interval, vstack)
 
 MODEL_CONFIGS = {"seed": SEED_CONFIG, "cpu": CPU_CONFIG}
 
