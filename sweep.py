@@ -138,11 +138,12 @@ def table(sweep_dir, recipes):
     headers = [h for h, _ in ROBUSTNESS]
     tables.append(("robustness (test objects; test_shift: other cameras; crops: references cut from scenes):",
                    "robustness", headers, headers))
+    summaries = {recipe: summary(sweep_dir, recipe) for recipe in recipes}  # each run's files read once
     for title, part, headers, keys in tables:
         lines += [title, "", "| recipe | flags | seeds | " + " | ".join(headers) + " |",
                   "|---|---|---|" + "---|" * len(headers)]
         for recipe in recipes:
-            flags, seeds, figures = summary(sweep_dir, recipe)
+            flags, seeds, figures = summaries[recipe]
             cells = []
             for key in keys:
                 figure = figures[part][key]
