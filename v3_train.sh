@@ -32,7 +32,7 @@ cd "$(dirname "$0")"
 : "${BOX_LOSS_WEIGHT:=1.0}"
 : "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
 : "${SCENE_ZOOM:=1.0}"                # Z: training scenes zoomed by a factor from [1/Z, Z]; 1: as rendered
-: "${CROP_REFERENCES:=0.0}"           # share of objects whose anchors are cut from other scenes, not rendered
+: "${CROP_REFERENCES:=0.5}"           # share of objects whose anchors are cut from other scenes (0: all rendered)
 : "${SEED:=0}"
 : "${CHECKPOINT_EVERY:=500}"
 : "${EVAL_EVERY:=500}"
