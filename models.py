@@ -55,6 +55,10 @@ class ModelConfig:
     # of obj_embeddings and scene_features, the two dense layers the embedding passes through;
     # the original's: truncated_normal (Keras' TruncatedNormal, stddev 0.05)
     dense_initializer: str = "glorot_uniform"
+    # how the object embedding meets the scene: "add" (the original's: once, at the bottleneck)
+    # or "film": also a per-channel scale and shift from the embedding after every decoder add
+    # and classifier layer, so that every scale the head reads is conditioned on the object
+    matching: str = "add"
 
     @property
     def grid_size(self):  # the classifier's output is at 1/8 of the scene
@@ -161,6 +165,27 @@ def conv_bn_relu(x, filters, kernel_size, strides, name):
     return layers.Activation("relu", name=f"{name}_relu_m")(x)
 
 
+@keras.saving.register_keras_serializable("yolz")
+class FiLM(layers.Layer):
+    """[(C or 1, g, g, ch) features, (C, E) embeddings] -> (C, g, g, ch) features * (1 + gamma) + beta,
+    gamma and beta per object and channel, linear in its embedding and zero at the start (so
+    that the layer starts as the identity)."""
+
+    def build(self, input_shapes):
+        (*_, channels), (_, dim) = input_shapes
+        self.kernel = self.add_weight((dim, 2 * channels), initializer="zeros", name="kernel")
+        self.bias = self.add_weight((2 * channels,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        x, e = inputs
+        gamma, beta = ops.split(ops.matmul(e, self.kernel) + self.bias, 2, axis=-1)
+        return x * (1 + gamma[:, None, None, :]) + beta[:, None, None, :]
+
+    def compute_output_shape(self, input_shapes):
+        (_, *cell, channels), (c, _) = input_shapes
+        return (c, *cell, channels)
+
+
 def embedding_model(config=SEED_CONFIG):
     """(V, h, w, 3) float views in [0, 1] -> (V, E) L2-normalised embeddings."""
     inputs = keras.Input((config.view_size, config.view_size, 3), name="input_layer")
@@ -191,8 +216,10 @@ def scene_model(config=SEED_CONFIG):
         x = layers.UpSampling2D(name="up_sampling2d" + (f"_{i}" if i else ""))(x)
         x = conv_bn_relu(x, skip.shape[-1], 1, 1, f"scene_up_{i}")
         x = layers.Add(name=f"add_{i + 1}")([x, skip])
+        x = FiLM(name=f"film_up_{i}")([x, embedding]) if config.matching == "film" else x
     for i, filters in enumerate(config.classifier_filters):
         x = conv_bn_relu(x, filters, 1, 1, f"classifier_{i}")
+        x = FiLM(name=f"film_classifier_{i}")([x, embedding]) if config.matching == "film" else x
     logits = layers.Dense(1, bias_initializer=keras.initializers.Constant(config.classifier_bias),
                           name="classifier")(x)
     if not config.priors:

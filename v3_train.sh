@@ -28,6 +28,7 @@ cd "$(dirname "$0")"
 : "${FOCAL_ALPHA:=0.5}"
 : "${FOCAL_GAMMA:=0.0}"               # 0: binary cross-entropy (with alpha 0.5); 2: the original's focal loss
 : "${DENSE_INITIALIZER:=glorot_uniform}"  # or truncated_normal (the original's), of the embedding's two dense layers
+: "${MATCHING:=add}"                 # add (the original's) or film: the embedding also scales every decoder layer
 : "${NUM_PRIORS:=3}"                  # A box priors per cell (k-means on the training boxes); 0: no box head
 : "${BOX_LOSS_WEIGHT:=1.0}"
 : "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
@@ -48,7 +49,7 @@ set -x
   --optimizer "$OPTIMIZER" --learning-rate "$LEARNING_RATE" --schedule "$SCHEDULE" --warmup-steps "$WARMUP_STEPS" \
   --contrastive-loss-weight "$CONTRASTIVE_LOSS_WEIGHT" --classifier-loss-weight "$CLASSIFIER_LOSS_WEIGHT" \
   --temperature "$TEMPERATURE" --contrastive-reduction "$CONTRASTIVE_REDUCTION" \
-  --embedding-batch-norm "$EMBEDDING_BATCH_NORM" --focal-alpha "$FOCAL_ALPHA" --focal-gamma "$FOCAL_GAMMA" --dense-initializer "$DENSE_INITIALIZER" --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" \
+  --embedding-batch-norm "$EMBEDDING_BATCH_NORM" --focal-alpha "$FOCAL_ALPHA" --focal-gamma "$FOCAL_GAMMA" --dense-initializer "$DENSE_INITIALIZER" --matching "$MATCHING" --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" \
   --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --crop-references "$CROP_REFERENCES" --scene-zoom "$SCENE_ZOOM" --seed "$SEED" --checkpoint-every "$CHECKPOINT_EVERY" --eval-every "$EVAL_EVERY" \
   ${COORDINATOR_ADDRESS:+--coordinator-address "$COORDINATOR_ADDRESS"} \
   ${NUM_PROCESSES:+--num-processes "$NUM_PROCESSES"} ${PROCESS_ID:+--process-id "$PROCESS_ID"}

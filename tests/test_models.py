@@ -67,6 +67,36 @@ def test_the_originals_truncated_normal_initialiser_of_the_two_dense_layers():
         assert 0.1 < np.abs(w).max() <= 0.154
 
 
+def test_film_matching_scales_and_shifts_each_object_and_starts_as_add():
+    import dataclasses
+
+    from models import FiLM
+
+    rng = np.random.default_rng(0)
+    x, e = rng.normal(size=(1, 2, 2, 3)), rng.normal(size=(2, 4))  # one scene's features, 2 objects
+    layer = FiLM()
+    layer.build((x.shape, e.shape))
+    kernel, bias = rng.normal(size=(4, 6)), rng.normal(size=6)
+    layer.set_weights([kernel, bias])
+    out = np.asarray(layer([x, e]))
+    assert out.shape == (2, 2, 2, 3)
+    for c in range(2):  # by hand: gamma and beta are the two halves of e @ kernel + bias
+        gamma_beta = e[c] @ kernel + bias
+        np.testing.assert_allclose(out[c], x[0] * (1 + gamma_beta[:3]) + gamma_beta[3:], rtol=1e-5)
+
+    keras.utils.set_random_seed(0)
+    add = scene_model(TINY_MODEL)
+    keras.utils.set_random_seed(0)
+    film = scene_model(dataclasses.replace(TINY_MODEL, matching="film"))
+    assert {layer.name for layer in film.layers} - {layer.name for layer in add.layers} == {
+        "film_up_0", "film_up_1", "film_up_2", "film_classifier_0", "film_classifier_1"}
+    for layer in add.layers:  # the same weights; the FiLM layers start at zero: the same outputs
+        film.get_layer(layer.name).set_weights(layer.get_weights())
+    scene, embeddings = rng.random((1, 128, 128, 3)), rng.normal(size=(3, 8))
+    np.testing.assert_allclose(np.asarray(film([scene, embeddings])), np.asarray(add([scene, embeddings])),
+                               rtol=1e-5, atol=1e-6)
+
+
 CONV_HLO = """
 import jax, jax.numpy as jnp
 import models
