@@ -1,6 +1,6 @@
 """Baselines on the test split, scored with test.py's own metrics, beside yolz itself.
 
-    python baselines.py --run-dir pretrained --data-dir data/small    # ~6 min on 2 cores
+    python baselines.py --run-dir pretrained --data-dir data/small    # ~4 min on 2 cores
 
 Every method answers the queries test.py asks (each scene with each of its objects and K absent
 ones, N reference views on grey) with a (G, G) score map and boxes per query:

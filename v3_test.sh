@@ -5,7 +5,7 @@
 # Robustness first, where the data has a test_shift split: the test objects seen from cameras
 # outside the training ranges, and the test split with reference views cut out of other scenes.
 # A run tested for the first time chooses its operating threshold on the validation split.
-# Runtime on a 2-core CPU: ~2 min on the small profile (4 evaluations of 48 scenes x 16 objects).
+# Runtime on a 2-core CPU: ~3 min on the small profile (4 evaluations of 48 scenes x 16 objects).
 # Result: RUN_DIR/{validation,test_shift,test_crops,test}/ with metrics.json, pr_curve.png,
 # pairs/*.png and index.html (open RUN_DIR/test/index.html: it compares them all);
 # RUN_DIR/operating_point.json.
