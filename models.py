@@ -211,15 +211,16 @@ def scene_model(config=SEED_CONFIG):
                      name="scene_features")(x)
     e = Broadcast(config.scene_size // 2 ** len(config.scene_filters), name="broadcast_e")(embedding)
     x = layers.Add(name="add")([x, e])
+    film = config.matching == "film"
     # three upsamplings back to 1/8 scale, each added to the backbone's output there
     for i, skip in enumerate(reversed(skips[2:-1])):
         x = layers.UpSampling2D(name="up_sampling2d" + (f"_{i}" if i else ""))(x)
         x = conv_bn_relu(x, skip.shape[-1], 1, 1, f"scene_up_{i}")
         x = layers.Add(name=f"add_{i + 1}")([x, skip])
-        x = FiLM(name=f"film_up_{i}")([x, embedding]) if config.matching == "film" else x
+        x = FiLM(name=f"film_up_{i}")([x, embedding]) if film else x
     for i, filters in enumerate(config.classifier_filters):
         x = conv_bn_relu(x, filters, 1, 1, f"classifier_{i}")
-        x = FiLM(name=f"film_classifier_{i}")([x, embedding]) if config.matching == "film" else x
+        x = FiLM(name=f"film_classifier_{i}")([x, embedding]) if film else x
     logits = layers.Dense(1, bias_initializer=keras.initializers.Constant(config.classifier_bias),
                           name="classifier")(x)
     if not config.priors:

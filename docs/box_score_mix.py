@@ -1,0 +1,30 @@
+# Run from the repo root: PYTHONPATH=. .venv/bin/python docs/box_score_mix.py [RUN_DIR] [SPLIT] (~5 min on 2 cores).
+"""Box score = sigmoid(t_o)^(1 - a) * P(cell)^a, a from 0 (the box objectness alone, what yolz
+uses) to 1 (the classifier's per-cell score alone): does the classifier rank boxes better?"""
+import sys
+
+import numpy as np
+
+from boxes import decode
+from evaluate import box_figures, evaluate, load
+from models import INFERENCE_KEYS, infer_batch
+
+run_dir = sys.argv[1] if len(sys.argv) > 1 else "pretrained"
+split_name = sys.argv[2] if len(sys.argv) > 2 else "validation"
+run, split = load(run_dir, "data/small", split_name)
+config = run.models.config
+for a in (0.0, 0.25, 0.5, 0.75, 1.0):
+    def answer(batch):
+        probs, raw, _ = infer_batch(run.params, run.nt_params, {k: batch[k] for k in INFERENCE_KEYS}, run.models)
+        probs, raw = np.asarray(probs), np.asarray(raw)
+        mixed = []
+        for scene_probs, scene_raw in zip(probs, raw):
+            row = []
+            for p, r in zip(scene_probs, scene_raw):
+                boxes, objectness = decode(r, config.priors, config.stride)
+                row.append((boxes, objectness ** (1 - a) * np.repeat(p.reshape(-1), len(config.priors)) ** a))
+            mixed.append(row)
+        return probs, mixed
+    figures = box_figures(evaluate(split, answer, num_views=4, num_absent=4), 0.2)
+    print(f"{run_dir} {split_name} a={a:.2f}: box AP50 {figures['box_ap50']:.3f}, "
+          f"AP[.50:.95] {figures['box_ap50_95']:.3f}", flush=True)
