@@ -9,7 +9,8 @@ predicts per prior (t_o, t_x, t_y, t_w, t_h):
     width = p_w * exp(t_w),  height = p_h * exp(t_h).
 
 The cell that holds an instance's centre, with the prior whose shape overlaps it most, is
-responsible for it. `cell_targets` is jax (it runs inside the train step); the rest is numpy.
+responsible for it. `cell_targets` and `near_misses` are jax (they run inside the train step);
+`box_iou` and `decode` serve both (xp: numpy or jax.numpy); the rest is numpy.
 """
 
 import jax.numpy as jnp
@@ -21,14 +22,14 @@ def visible(boxes):
     return boxes[boxes[:, 0] >= 0]
 
 
-def box_iou(a, b):
-    """(n, 4) and (m, 4) boxes -> (n, m) intersection over union."""
-    a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None]
-    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+def box_iou(a, b, xp=np):
+    """(n, 4) and (m, 4) boxes -> (n, m) intersection over union (float64 in numpy, jax's default float in jax)."""
+    a, b = xp.asarray(a, float)[:, None], xp.asarray(b, float)[None]
+    w = xp.clip(xp.minimum(a[..., 2], b[..., 2]) - xp.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = xp.clip(xp.minimum(a[..., 3], b[..., 3]) - xp.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = w * h
     area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
+    return inter / xp.maximum(area(a) + area(b) - inter, 1e-12)
 
 
 def shape_iou(wh, priors, xp=np):
@@ -69,18 +70,28 @@ def cell_targets(boxes, priors, grid, stride):
     return jnp.zeros((grid, grid, len(priors), 5)).at[row, cell[:, 0], prior].set(values, mode="drop")
 
 
-def decode(outputs, priors, stride):
+def decode(outputs, priors, stride, xp=np):
     """(G, G, A, 5) raw outputs -> ((G*G*A, 4) pixel boxes, (G*G*A,) scores)."""
-    outputs, priors = np.asarray(outputs, np.float64), np.asarray(priors, np.float64)
+    outputs, priors = xp.asarray(outputs, float), xp.asarray(priors, float)
     g = outputs.shape[0]
-    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
-    cols, rows = np.meshgrid(np.arange(g), np.arange(g))  # (G, G) each
+    sigmoid = lambda x: 1 / (1 + xp.exp(-x))  # noqa: E731
+    cols, rows = xp.meshgrid(xp.arange(g), xp.arange(g))  # (G, G) each
     cx = (sigmoid(outputs[..., 1]) + cols[..., None]) * stride  # (G, G, A)
     cy = (sigmoid(outputs[..., 2]) + rows[..., None]) * stride
-    w = priors[:, 0] * np.exp(np.clip(outputs[..., 3], -10, 10))
-    h = priors[:, 1] * np.exp(np.clip(outputs[..., 4], -10, 10))
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+    w = priors[:, 0] * xp.exp(xp.clip(outputs[..., 3], -10, 10))
+    h = priors[:, 1] * xp.exp(xp.clip(outputs[..., 4], -10, 10))
+    boxes = xp.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
     return boxes.reshape(-1, 4), sigmoid(outputs[..., 0]).reshape(-1)
+
+
+def near_misses(outputs, boxes, priors, stride, iou_threshold):
+    """(G, G, A, 5) raw outputs of one query and its (I, 4) pixel boxes (-1 rows hidden) -> (G, G, A)
+    {0, 1}: the predictions whose box overlaps a visible instance by more than iou_threshold. YOLOv3
+    leaves these out of the objectness loss unless responsible: a good box one cell off is no
+    background, and teaching it so fights the responsible prediction."""
+    predicted, _ = decode(outputs, priors, stride, xp=jnp)
+    overlap = jnp.max(box_iou(predicted, boxes, xp=jnp), axis=1, initial=0.0)  # hidden rows have no area
+    return (overlap > iou_threshold).astype(jnp.float32).reshape(outputs.shape[:-1])
 
 
 def nms(boxes, scores, iou_threshold):

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from boxes import cell_targets
+from boxes import cell_targets, near_misses
 from models import mean_embedding
 
 
@@ -36,18 +36,21 @@ def focal_loss(logits, targets, alpha=0.25, gamma=2.0):
     return jnp.mean(optax.sigmoid_focal_loss(logits, targets.astype(logits.dtype), alpha=alpha, gamma=gamma))
 
 
-def box_loss(outputs, targets, alpha=0.25, gamma=2.0):
+def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None):
     """YOLO-style box losses of (..., A, 5) raw outputs against boxes.cell_targets -> (objectness,
     coordinates), each a sum over the responsible (cell, prior)s' share, divided by their number.
 
-    Objectness: focal loss over every (cell, prior), normalised by the number of responsible ones
-    as RetinaNet does (a mean over all would drown the few positives: ~1 in 1000 here).
+    Objectness: focal loss over every (cell, prior) but the ignored ones (ignore: (..., A) {0, 1},
+    boxes.near_misses; a responsible one always counts), normalised by the number of responsible
+    ones as RetinaNet does (a mean over all would drown the few positives: ~1 in 1000 here).
     Coordinates, only where responsible: binary cross-entropy of sigmoid(t_x), sigmoid(t_y)
     against the centre's offset in its cell, squared error of t_w, t_h against log(size / prior).
     """
     responsible = targets[..., 0]
     count = jnp.maximum(jnp.sum(responsible), 1.0)
-    objectness = jnp.sum(optax.sigmoid_focal_loss(outputs[..., 0], responsible, alpha=alpha, gamma=gamma)) / count
+    counted = 1.0 if ignore is None else jnp.maximum(1.0 - ignore, responsible)
+    objectness = jnp.sum(optax.sigmoid_focal_loss(outputs[..., 0], responsible, alpha=alpha, gamma=gamma)
+                         * counted) / count
     xy = jnp.sum(optax.sigmoid_binary_cross_entropy(outputs[..., 1:3], targets[..., 1:3]), axis=-1)
     wh = jnp.sum(jnp.square(outputs[..., 3:5] - targets[..., 3:5]), axis=-1)
     return objectness, jnp.sum((xy + wh) * responsible) / count
@@ -60,6 +63,14 @@ def box_targets(boxes, config):
     return jax.vmap(jax.vmap(targets))(boxes)
 
 
+def box_near_misses(box_outputs, boxes, config, iou_threshold):
+    """(B, Q, G, G, A, 5) raw outputs and (B, Q, I, 4) pixel boxes -> (B, Q, G, G, A) boxes.near_misses,
+    a constant of the loss (no gradient flows through which predictions are ignored)."""
+    near = functools.partial(near_misses, priors=jnp.asarray(config.priors), stride=config.stride,
+                             iou_threshold=iou_threshold)
+    return jax.vmap(jax.vmap(near))(jax.lax.stop_gradient(box_outputs), boxes)
+
+
 def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config):
     """The training loss of a batch of episodes -> (scalar loss, {metric name: scalar}).
 
@@ -67,7 +78,8 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
     (B, Q, G, G, A, 5) or None without a box head; masks: (B, Q, G, G) {0,1} targets; boxes:
     (B, Q, I, 4) pixel boxes. hp: the run's Hyperparameters (train.py), its loss weights,
     temperature and the classifier's focal alpha / gamma (the box objectness keeps RetinaNet's
-    0.25 / 2, so that the classifier's loss can be varied alone); config: the ModelConfig.
+    0.25 / 2, so that the classifier's loss can be varied alone) and box ignore IoU; config: the
+    ModelConfig.
     """
     contrastive = jnp.mean(jax.vmap(functools.partial(contrastive_loss, temperature=hp.temperature,
                                                       reduction=hp.contrastive_reduction))(anchors, positives))
@@ -75,7 +87,8 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
     loss = hp.contrastive_loss_weight * contrastive + hp.classifier_loss_weight * classifier
     metrics = {"contrastive_loss": contrastive, "classifier_loss": classifier}
     if box_outputs is not None:
-        objectness, coordinates = box_loss(box_outputs, box_targets(boxes, config))
+        ignore = box_near_misses(box_outputs, boxes, config, hp.box_ignore_iou) if hp.box_ignore_iou else None
+        objectness, coordinates = box_loss(box_outputs, box_targets(boxes, config), ignore=ignore)
         loss += hp.box_loss_weight * (objectness + coordinates)
         metrics.update(box_loss=objectness + coordinates, box_objectness_loss=objectness,
                        box_coordinates_loss=coordinates)

@@ -77,6 +77,9 @@ class Hyperparameters:
                                                    "smaller than the contrastive one)", type=non_negative_float)
     box_loss_weight: float = hyperparameter(1.0, "of box_loss: the box head's objectness + coordinates losses",
                                             type=non_negative_float)
+    box_ignore_iou: float = hyperparameter(
+        0.0, "a prediction whose box overlaps an instance by more than this is not taught to be background "
+        "(YOLOv3's ignore threshold: 0.5); 0: every prediction but the responsible one is", type=unit_interval)
     temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
     contrastive_reduction: str = hyperparameter(
         "mean", "over a scene's C + K objects: mean, or sum (the original's: with the same weights, the contrastive "

@@ -31,6 +31,7 @@ cd "$(dirname "$0")"
 : "${MATCHING:=add}"                 # add (the original's) or film: the embedding also scales every decoder layer
 : "${NUM_PRIORS:=3}"                  # A box priors per cell (k-means on the training boxes); 0: no box head
 : "${BOX_LOSS_WEIGHT:=1.0}"
+: "${BOX_IGNORE_IOU:=0.0}"            # predictions overlapping an instance by more: not background (YOLOv3: 0.5)
 : "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
 : "${SCENE_ZOOM:=1.0}"                # Z: training scenes zoomed by a factor from [1/Z, Z]; 1: as rendered
 : "${CROP_REFERENCES:=0.5}"           # share of objects whose anchors are cut from other scenes (0: all rendered)
@@ -49,7 +50,7 @@ set -x
   --optimizer "$OPTIMIZER" --learning-rate "$LEARNING_RATE" --schedule "$SCHEDULE" --warmup-steps "$WARMUP_STEPS" \
   --contrastive-loss-weight "$CONTRASTIVE_LOSS_WEIGHT" --classifier-loss-weight "$CLASSIFIER_LOSS_WEIGHT" \
   --temperature "$TEMPERATURE" --contrastive-reduction "$CONTRASTIVE_REDUCTION" \
-  --embedding-batch-norm "$EMBEDDING_BATCH_NORM" --focal-alpha "$FOCAL_ALPHA" --focal-gamma "$FOCAL_GAMMA" --dense-initializer "$DENSE_INITIALIZER" --matching "$MATCHING" --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" \
+  --embedding-batch-norm "$EMBEDDING_BATCH_NORM" --focal-alpha "$FOCAL_ALPHA" --focal-gamma "$FOCAL_GAMMA" --dense-initializer "$DENSE_INITIALIZER" --matching "$MATCHING" --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" --box-ignore-iou "$BOX_IGNORE_IOU" \
   --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --crop-references "$CROP_REFERENCES" --scene-zoom "$SCENE_ZOOM" --seed "$SEED" --checkpoint-every "$CHECKPOINT_EVERY" --eval-every "$EVAL_EVERY" \
   ${COORDINATOR_ADDRESS:+--coordinator-address "$COORDINATOR_ADDRESS"} \
   ${NUM_PROCESSES:+--num-processes "$NUM_PROCESSES"} ${PROCESS_ID:+--process-id "$PROCESS_ID"}

@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from boxes import box_iou, cell_targets, decode, detections, kmeans_priors, nms, shape_iou
+from boxes import box_iou, cell_targets, decode, detections, kmeans_priors, near_misses, nms, shape_iou
 from metrics import box_metrics, detection_average_precision, match_detections
 
 PRIORS = np.array([[8.0, 8.0], [16.0, 32.0]])
@@ -36,6 +36,17 @@ def test_targets_decode_back_to_the_boxes():
     found, scores = detections(raw, PRIORS, 8.0, threshold=0.5, iou_threshold=0.5)
     np.testing.assert_allclose(found[np.argsort(found[:, 0])], boxes[:2], atol=1e-3)
     assert len(decode(raw, PRIORS, 8.0)[0]) == 8 * 8 * 2
+
+
+def test_near_misses_by_hand():
+    # zero outputs: every prediction is its prior centred on its cell; prior 8x8 at stride 8 fills the cell
+    raw = np.zeros((4, 4, 1, 5), np.float32)
+    boxes = np.array([[12, 8, 20, 16], [-1, -1, -1, -1]], np.int16)  # straddles cells (1, 1) and (1, 2)
+    # each of the two cells' boxes overlaps it by 4 x 8 = 32 px: IoU 32 / (64 + 64 - 32) = 1/3
+    np.testing.assert_allclose(box_iou(decode(raw, [[8.0, 8.0]], 8.0)[0][[5, 6]], boxes[:1]), [[1 / 3], [1 / 3]])
+    near = np.asarray(jax.jit(near_misses, static_argnums=(3, 4))(raw, boxes, np.array([[8.0, 8.0]]), 8.0, 0.3))
+    assert near.shape == (4, 4, 1) and near.sum() == 2 and near[1, 1, 0] == near[1, 2, 0] == 1
+    assert np.asarray(near_misses(raw, boxes, np.array([[8.0, 8.0]]), 8.0, 0.5)).sum() == 0  # 1/3 is no near miss at 0.5
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():

@@ -39,6 +39,17 @@ def test_box_loss_by_hand():
     assert float(box_loss(outputs, targets)[1]) == pytest.approx(float(coordinates), rel=1e-6)
 
 
+def test_box_loss_ignores_near_misses_but_never_the_responsible_one():
+    targets = np.zeros((4, 4, 2, 5), np.float32)
+    targets[1, 2, 0, 0] = 1
+    outputs = np.zeros_like(targets)
+    ignore = np.zeros(targets.shape[:-1], np.float32)
+    ignore[1, 2] = ignore[1, 3, 1] = 1  # the responsible (1, 2, 0), its neighbour prior and a near miss
+    objectness = box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=ignore)[0]
+    per = 0.25 * np.log(2)  # focal at p = 0.5 as above: 31 negatives less the two ignored ones
+    assert float(objectness) == pytest.approx(0.25 * per + 29 * 0.75 * per, rel=1e-5)
+
+
 def test_contrastive_sum_is_the_originals_reduction():
     views = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]], [[0.6, 0.8]]])  # (C=3, N=1, E=2)
     mean = contrastive_loss(views, views)

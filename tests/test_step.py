@@ -93,6 +93,18 @@ def test_loss_without_a_box_head():
     assert_weighted_sum(metrics, box_head=False)
 
 
+def test_box_ignore_threshold_only_lowers_the_objectness_loss():
+    """Ignoring near misses drops terms from the objectness sum (each >= 0), never adds any."""
+    losses = {}
+    for iou in (0.0, 0.01):  # at 0.01 about every prediction near an instance is ignored
+        hp, models, batch = setup(box_ignore_iou=iou, **WEIGHTS)
+        params, nt_params = model_state(models)
+        losses[iou] = {k: float(v) for k, v in jitted(train.loss_fn)(params, nt_params, batch, models, hp)[1][1].items()}
+    assert losses[0.01]["box_objectness_loss"] < losses[0.0]["box_objectness_loss"]
+    for term in ("contrastive_loss", "classifier_loss", "box_coordinates_loss"):
+        assert losses[0.01][term] == pytest.approx(losses[0.0][term], rel=1e-6), term
+
+
 def test_train_steps_lower_every_loss_term_on_a_fixed_batch(twelve_steps):
     history, _, _ = twelve_steps
     first, last = history[0], history[-1]
