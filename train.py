@@ -97,8 +97,9 @@ class Hyperparameters:
         "glorot_uniform", "initialiser of the obj_embeddings and scene_features kernels (truncated_normal: the "
         "original's)", choices=("glorot_uniform", "truncated_normal"))
     matching: str = hyperparameter(
-        "add", "how the object embedding meets the scene: add (the original's: once, at the bottleneck) or film "
-        "(also a scale and shift per channel after every decoder and classifier layer)", choices=("add", "film"))
+        "film", "how the object embedding meets the scene: add (the original's: once, at the bottleneck) or film "
+        "(also a scale and shift per channel after every decoder and classifier layer; beat add at the demo "
+        "budget, docs/results.md)", choices=("add", "film"))
     crop_references: float = hyperparameter(
         0.5, "share of the objects whose anchor views are cut from other training scenes (as test.py --references "
         "crops) instead of rendered; 0.5 beat 0 on cropped and rendered references (docs/results.md); 0: the "

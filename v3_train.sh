@@ -28,7 +28,7 @@ cd "$(dirname "$0")"
 : "${FOCAL_ALPHA:=0.5}"
 : "${FOCAL_GAMMA:=0.0}"               # 0: binary cross-entropy (with alpha 0.5); 2: the original's focal loss
 : "${DENSE_INITIALIZER:=glorot_uniform}"  # or truncated_normal (the original's), of the embedding's two dense layers
-: "${MATCHING:=add}"                 # add (the original's) or film: the embedding also scales every decoder layer
+: "${MATCHING:=film}"                # film: the embedding also scales every decoder layer; add: the original's
 : "${NUM_PRIORS:=3}"                  # A box priors per cell (k-means on the training boxes); 0: no box head
 : "${BOX_LOSS_WEIGHT:=1.0}"
 : "${BOX_IGNORE_IOU:=0.0}"            # predictions overlapping an instance by more: not background (YOLOv3: 0.5)
