@@ -118,8 +118,14 @@ class Hyperparameters:
 
     @classmethod
     def from_options(cls, options):
-        """From a dict such as options.json (other keys ignored; a key it lacks takes the default)."""
-        return cls(**{f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options})
+        """From a dict such as options.json (other keys ignored). A key it lacks was written before that
+        flag existed: it takes the behaviour runs had then (BEFORE_THEIR_FLAGS), else the default."""
+        given = {f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options}
+        return cls(**{**BEFORE_THEIR_FLAGS, **given})
+
+
+# what runs did before these flags existed, where today's default differs: an older run resumes as it began
+BEFORE_THEIR_FLAGS = {"crop_references": 0.0, "matching": "add"}
 
 
 # ---------------------------------------------------------------------------------------------

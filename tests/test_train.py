@@ -72,6 +72,10 @@ def test_options_json_holds_every_hyperparameter_and_resume_reads_them_back(trai
     assert hp.steps == 4 and hp.num_views == 2 and hp.num_objects == 3  # as train_run asked
     resumed, launch = train.parse_args(["--resume", str(trained)])
     assert resumed == hp and launch.run_dir == str(trained) and launch.data_dir == options["data_dir"]
+    # a run from before --matching and --crop-references resumes as it was trained, not with today's defaults
+    older = train.Hyperparameters.from_options({k: v for k, v in options.items()
+                                                if k not in ("matching", "crop_references")})
+    assert (older.matching, older.crop_references) == ("add", 0.0) != (hp.matching, hp.crop_references)
 
 
 def script_defaults(script):
