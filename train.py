@@ -107,6 +107,9 @@ class Hyperparameters:
     scene_zoom: float = hyperparameter(
         1.0, "Z: each training scene seen zoomed by a factor from [1/Z, Z] (log-uniform) at a random place, its "
         "targets moved with it (as a camera farther or nearer would see it); 1: as rendered", type=at_least_one)
+    scene_zoom_direction: str = hyperparameter(
+        "both", "of --scene-zoom: both ([1/Z, Z]) or out ([1/Z, 1]: only farther, as test_shift's cameras are)",
+        choices=("both", "out"))
     stop_scene_gradient: bool = hyperparameter(False, "no gradient from the scene loss into the embedding model")
     num_priors: int = hyperparameter(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",
                                      type=non_negative_int)
@@ -492,7 +495,8 @@ def train(hp, launch):
     check_scene_size(train_split, models.config)
     loader = EpisodeLoader(train_split, hp.num_objects, hp.num_views, hp.seed, training=True,
                            num_absent=hp.absent_queries_per_scene, crop_share=hp.crop_references,
-                           crops=SceneCrops(train_split) if hp.crop_references else None, zoom=hp.scene_zoom)
+                           crops=SceneCrops(train_split) if hp.crop_references else None, zoom=hp.scene_zoom,
+                           zoom_in=hp.scene_zoom_direction == "both")
     EpisodeLoader(val_split, hp.num_objects, hp.num_views, hp.seed, training=False, positives=False)  # C, N fit?
     if chief:
         os.makedirs(run_dir, exist_ok=True)

@@ -152,6 +152,7 @@ def test_zoomed_training_episodes(train):
         return EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=True, num_absent=1,
                              zoom=zoom).episode(i)
 
+    shrunk = []
     for i in range(4):
         plain, same, zoomed = episode(1.0, i), episode(1.0, i), episode(2.0, i)
         assert all(np.array_equal(plain[k], same[k]) for k in plain)
@@ -160,6 +161,15 @@ def test_zoomed_training_episodes(train):
         visible = zoomed["boxes"][..., 0] >= 0
         assert (zoomed["boxes"][visible] >= 0).all() and (zoomed["boxes"][visible] <= 128).all()
         assert not zoomed["masks"][3:].any()  # the absent query stays empty
+        # zoomed out only: the whole scene shrunk into the frame, every instance kept, none larger
+        out = EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=True, num_absent=1, zoom=2.0,
+                            zoom_in=False).episode(i)
+        shown = plain["boxes"][..., 0] >= 0
+        assert np.array_equal(out["boxes"][..., 0] >= 0, shown)
+        size = lambda b: b[..., 2:] - b[..., :2]  # noqa: E731
+        assert (size(out["boxes"][shown]) <= size(plain["boxes"][shown]) + 1).all()  # +1: edges rounded outwards
+        shrunk.append((size(out["boxes"][shown]) < size(plain["boxes"][shown])).any())
+    assert any(shrunk)  # a factor near 1 may leave one episode's boxes as they were, not all four
 
 
 def test_composite_by_hand():
