@@ -46,7 +46,7 @@ def test_near_misses_by_hand():
     np.testing.assert_allclose(box_iou(decode(raw, [[8.0, 8.0]], 8.0)[0][[5, 6]], boxes[:1]), [[1 / 3], [1 / 3]])
     near = np.asarray(jax.jit(near_misses, static_argnums=(3, 4))(raw, boxes, np.array([[8.0, 8.0]]), 8.0, 0.3))
     assert near.shape == (4, 4, 1) and near.sum() == 2 and near[1, 1, 0] == near[1, 2, 0] == 1
-    assert np.asarray(near_misses(raw, boxes, np.array([[8.0, 8.0]]), 8.0, 0.5)).sum() == 0  # 1/3 is no near miss at 0.5
+    assert np.asarray(near_misses(raw, boxes, np.array([[8.0, 8.0]]), 8.0, 0.5)).sum() == 0  # 1/3 is below 0.5
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():

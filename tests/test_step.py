@@ -99,7 +99,8 @@ def test_box_ignore_threshold_only_lowers_the_objectness_loss():
     for iou in (0.0, 0.01):  # at 0.01 about every prediction near an instance is ignored
         hp, models, batch = setup(box_ignore_iou=iou, **WEIGHTS)
         params, nt_params = model_state(models)
-        losses[iou] = {k: float(v) for k, v in jitted(train.loss_fn)(params, nt_params, batch, models, hp)[1][1].items()}
+        _, (_, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
+        losses[iou] = {k: float(v) for k, v in metrics.items()}
     assert losses[0.01]["box_objectness_loss"] < losses[0.0]["box_objectness_loss"]
     for term in ("contrastive_loss", "classifier_loss", "box_coordinates_loss"):
         assert losses[0.01][term] == pytest.approx(losses[0.0][term], rel=1e-6), term
