@@ -315,11 +315,12 @@ class EpisodeLoader:
     `crop_share` of the objects' in training (their positives stay rendered, so the contrastive
     loss ties crops to renders). With zoom Z > 1, each scene is seen zoomed by a factor drawn
     log-uniformly from [1/Z, Z] (zoom_in False: [1/Z, 1], never nearer) at a random place
-    (zoom_scene), targets moved with it.
+    (zoom_scene), targets moved with it; with zoom_share < 1, only that share of the scenes.
     """
 
     def __init__(self, split, num_objects, num_views, seed, training, position=0, num_absent=0, positives=True,
-                 background=None, crops=None, crop_share=1.0, zoom=1.0, zoom_in=True):
+                 background=None, crops=None, crop_share=1.0, zoom=1.0, zoom_in=True,
+                 zoom_share=1.0):
         if num_objects > split.objects_per_scene:
             raise DataError(f"{split.name} scenes hold {split.objects_per_scene} objects each, fewer than "
                             f"the {num_objects} objects per episode asked for: lower C (--num-objects)")
@@ -343,6 +344,7 @@ class EpisodeLoader:
         self.crop_share = crop_share
         self.zoom = zoom
         self.zoom_in = zoom_in
+        self.zoom_share = zoom_share
         self.training = training
         self._epoch_order = (None, None)
 
@@ -384,7 +386,8 @@ class EpisodeLoader:
         if self.zoom > 1:  # drawn last, so that the rest of the episode is that of a loader without zoom
             z = float(np.exp(rng.uniform(-np.log(self.zoom), np.log(self.zoom) if self.zoom_in else 0.0)))
             offset = rng.uniform(*sorted((0.0, rgb.shape[0] * (1 - z))), size=2)
-            rgb, boxes, box_masks, visible_masks = zoom_scene(rgb, boxes, visible_masks, z, offset)
+            if self.zoom_share >= 1 or rng.uniform() < self.zoom_share:  # share 1 draws as it did before shares
+                rgb, boxes, box_masks, visible_masks = zoom_scene(rgb, boxes, visible_masks, z, offset)
 
         def absent_too(array, fill):  # (C, ...) -> (C + K, ...), the absent objects' rows filled
             return np.concatenate([array, np.full((k, *array.shape[1:]), fill, dtype=array.dtype)])

@@ -110,6 +110,8 @@ class Hyperparameters:
     scene_zoom_direction: str = hyperparameter(
         "both", "of --scene-zoom: both ([1/Z, Z]) or out ([1/Z, 1]: only farther, as test_shift's cameras are)",
         choices=("both", "out"))
+    scene_zoom_share: float = hyperparameter(
+        1.0, "of --scene-zoom: the share of training scenes zoomed, the others as rendered", type=unit_interval)
     stop_scene_gradient: bool = hyperparameter(False, "no gradient from the scene loss into the embedding model")
     num_priors: int = hyperparameter(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",
                                      type=non_negative_int)
@@ -496,7 +498,7 @@ def train(hp, launch):
     loader = EpisodeLoader(train_split, hp.num_objects, hp.num_views, hp.seed, training=True,
                            num_absent=hp.absent_queries_per_scene, crop_share=hp.crop_references,
                            crops=SceneCrops(train_split) if hp.crop_references else None, zoom=hp.scene_zoom,
-                           zoom_in=hp.scene_zoom_direction == "both")
+                           zoom_in=hp.scene_zoom_direction == "both", zoom_share=hp.scene_zoom_share)
     EpisodeLoader(val_split, hp.num_objects, hp.num_views, hp.seed, training=False, positives=False)  # C, N fit?
     if chief:
         os.makedirs(run_dir, exist_ok=True)

@@ -35,6 +35,7 @@ cd "$(dirname "$0")"
 : "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
 : "${SCENE_ZOOM:=1.0}"                # Z: training scenes zoomed by a factor from [1/Z, Z]; 1: as rendered
 : "${SCENE_ZOOM_DIRECTION:=both}"     # both, or out: factors from [1/Z, 1] only (a camera farther, never nearer)
+: "${SCENE_ZOOM_SHARE:=1.0}"          # share of training scenes zoomed; the others as rendered
 : "${CROP_REFERENCES:=0.5}"           # share of objects whose anchors are cut from other scenes (0: all rendered)
 : "${SEED:=0}"
 : "${CHECKPOINT_EVERY:=500}"
@@ -52,6 +53,6 @@ set -x
   --contrastive-loss-weight "$CONTRASTIVE_LOSS_WEIGHT" --classifier-loss-weight "$CLASSIFIER_LOSS_WEIGHT" \
   --temperature "$TEMPERATURE" --contrastive-reduction "$CONTRASTIVE_REDUCTION" \
   --embedding-batch-norm "$EMBEDDING_BATCH_NORM" --focal-alpha "$FOCAL_ALPHA" --focal-gamma "$FOCAL_GAMMA" --dense-initializer "$DENSE_INITIALIZER" --matching "$MATCHING" --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" --box-ignore-iou "$BOX_IGNORE_IOU" \
-  --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --crop-references "$CROP_REFERENCES" --scene-zoom "$SCENE_ZOOM" --scene-zoom-direction "$SCENE_ZOOM_DIRECTION" --seed "$SEED" --checkpoint-every "$CHECKPOINT_EVERY" --eval-every "$EVAL_EVERY" \
+  --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --crop-references "$CROP_REFERENCES" --scene-zoom "$SCENE_ZOOM" --scene-zoom-direction "$SCENE_ZOOM_DIRECTION" --scene-zoom-share "$SCENE_ZOOM_SHARE" --seed "$SEED" --checkpoint-every "$CHECKPOINT_EVERY" --eval-every "$EVAL_EVERY" \
   ${COORDINATOR_ADDRESS:+--coordinator-address "$COORDINATOR_ADDRESS"} \
   ${NUM_PROCESSES:+--num-processes "$NUM_PROCESSES"} ${PROCESS_ID:+--process-id "$PROCESS_ID"}

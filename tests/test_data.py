@@ -170,6 +170,11 @@ def test_zoomed_training_episodes(train):
         assert (size(out["boxes"][shown]) <= size(plain["boxes"][shown]) + 1).all()  # +1: edges rounded outwards
         shrunk.append((size(out["boxes"][shown]) < size(plain["boxes"][shown])).any())
     assert any(shrunk)  # a factor near 1 may leave one episode's boxes as they were, not all four
+    # a share of the scenes: each episode either the zoom's own or the plain one
+    kept = [np.array_equal(EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=True, num_absent=1,
+                                         zoom=2.0, zoom_share=0.5).episode(i)["scene"], episode(1.0, i)["scene"])
+            for i in range(8)]
+    assert 0 < sum(kept) < 8
 
 
 def test_composite_by_hand():
