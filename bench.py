@@ -10,7 +10,8 @@
 scene size and reports XLA's own FLOP count of the compiled step. `--workload yolz` times yolz's
 own defaults (C=16 objects + K=4 absent, N=4 views, a box head); `--workload original` the
 original's step exactly: the seed config, C=16, N=8, no absent queries, no box head, one
-640x640 scene per step, adam.
+640x640 scene per step, the embedding added once (no FiLM), batch norm over each object's views,
+the contrastive loss summed, plain BCE, adam.
 
 `loader` times EpisodeLoader at the original's sizes (C=16 objects, N=8 anchor + 8 positive
 views, 640x640 scenes). Its cost depends on array shapes only, not on what they show, so unless
@@ -121,8 +122,11 @@ def peak_rss_mb():
 
 WORKLOADS = {  # model config -> the Hyperparameters a workload sets
     "yolz": lambda model_config: dict(model_config=model_config),
+    # every flag of the original's recipe that changes what a step computes, today's defaults included
     "original": lambda model_config: dict(model_config="seed", num_objects=16, num_views=8, absent_queries_per_scene=0,
-                                          num_priors=0, optimizer="adam"),
+                                          num_priors=0, optimizer="adam", schedule="constant", warmup_steps=0,
+                                          matching="add", embedding_batch_norm="object", contrastive_reduction="sum",
+                                          focal_gamma=0.0, focal_alpha=0.5, crop_references=0.0),
 }
 
 
