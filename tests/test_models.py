@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY_MODEL
-from models import SEED_CONFIG, embedding_model, pointwise_matmul, scene_model
+from models import SEED_CONFIG, conv_bn_relu, embedding_model, pointwise_matmul, scene_model
 
 
 def counts(model):
@@ -122,9 +122,10 @@ def test_convolutions_go_to_xlas_own_emitter_unless_the_user_says_otherwise():
     assert compiles_conv_to_ynnpack("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution")
 
 
-def test_pointwise_matmul_gradients_are_the_einsums():
+@pytest.mark.parametrize("cells", [(2, 5, 5), (7,)])  # objects x h x w (the weight gradient per object), rows
+def test_pointwise_matmul_gradients_are_the_einsums(cells):
     x, w, target = (jax.random.normal(k, shape) for k, shape in
-                    zip(jax.random.split(jax.random.key(0), 3), [(2, 5, 5, 3), (3, 4), (2, 5, 5, 4)]))
+                    zip(jax.random.split(jax.random.key(0), 3), [(*cells, 3), (3, 4), (*cells, 4)]))
 
     def loss(matmul):
         return lambda x, w: jnp.sum(jnp.tanh(matmul(x, w)) * target)
@@ -134,3 +135,36 @@ def test_pointwise_matmul_gradients_are_the_einsums():
     for a, b in zip(ours, plain):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pointwise_matmul(x, w), jnp.einsum("...c,co->...o", x, w), rtol=1e-6)
+
+
+def test_the_up_paths_conv_before_upsampling_is_the_originals_conv_after():
+    """scene_model runs each up step's 1x1 conv, batch norm and relu before the nearest upsampling
+    (a quarter of the cells); the original after. Training mode: the same outputs, batch-norm
+    moving statistics and gradients."""
+    cells = keras.Input((None, None, 3))
+    block = keras.Model(cells, conv_bn_relu(cells, 5, 1, 1, "up"))
+    inputs = keras.Input((4, 4, 3))
+    upsample = keras.layers.UpSampling2D()
+    ours = keras.Model(inputs, upsample(block(inputs)))
+    original = keras.Model(inputs, block(upsample(inputs)))
+    x = jax.random.normal(jax.random.key(0), (3, 4, 4, 3)) + 0.5
+    target = jax.random.normal(jax.random.key(1), (3, 8, 8, 5))
+    params = [v.value for v in block.trainable_variables]
+    state = [v.value for v in block.non_trainable_variables]
+
+    def loss(model):
+        def f(params):
+            y, new_state = model.stateless_call(params, state, x, training=True)
+            return jnp.sum(y * target), (y, new_state)
+        return jax.grad(f, has_aux=True)(params)
+
+    (grads, (y, new_state)), (grads_o, (y_o, new_state_o)) = loss(ours), loss(original)
+    np.testing.assert_allclose(y, y_o, rtol=1e-5, atol=1e-6)
+    assert float(jnp.max(y)) > 0 and float(jnp.min(y)) == 0  # the relu did cut
+    for a, b in zip(new_state, new_state_o):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for variable, a, b in zip(block.trainable_variables, grads, grads_o):
+        if variable.path.endswith("conv_m/bias"):  # batch norm takes the mean out: zero but for rounding
+            continue
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
