@@ -24,6 +24,7 @@ import argparse
 import collections
 import os
 import platform
+import sys
 import tempfile
 import time
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from data import EpisodeLoader, Split, prefetch, write_chunk, write_json_atomic
 from generate_data import generation_config, manifest_for, parse_args as generation_args, plan_chunks
+from util import huge_pages_env
 
 
 def synthetic_dataset(out_dir, num_scenes, num_objects, views_per_object, profile="full", seed=0):
@@ -191,7 +193,8 @@ def bench_train(args):
               "fraction_of_matmul": round(flops / 1e9 / s_per_step / matmul, 3),
               "input_wait_fraction": round(wait / elapsed, 4),
               "peak_rss_MB": round(peak_rss_mb()), "devices": jax.device_count(), "backend": jax.default_backend(),
-              "xla_flags": os.environ.get("XLA_FLAGS", ""), "final_loss": loss,
+              "xla_flags": os.environ.get("XLA_FLAGS", ""), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+              "final_loss": loss,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     print("| " + " | ".join(result) + " |\n|" + "---|" * len(result))
     print("| " + " | ".join(str(v) for v in result.values()) + " |")
@@ -349,4 +352,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if huge_pages_env(os.environ) != dict(os.environ):  # time the step as v3_train.sh runs it
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], huge_pages_env(os.environ))
     main()

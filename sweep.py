@@ -23,7 +23,7 @@ import numpy as np
 
 import train
 from data import DataError, read_json
-from util import atomic_write
+from util import atomic_write, huge_pages_env
 
 SPLITS = ("validation", "test")  # a seed counts once tested on both
 EVALUATIONS = {  # folder in the run dir -> test.py's flags; validation first: it sets the threshold
@@ -69,13 +69,13 @@ def run_seed(run_dir, seed, flags, data_dir):
             command = [python, "train.py", "--data-dir", data_dir, "--run-dir", run_dir, "--seed", str(seed),
                        "--overwrite", *flags]
         print("+", " ".join(command), flush=True)
-        subprocess.run(command, check=True)
+        subprocess.run(command, check=True, env=huge_pages_env(os.environ))
     for folder, flags in EVALUATIONS.items():
         missing_split = not os.path.isdir(os.path.join(data_dir, flags[1]))  # test_shift: newer data only
         if not missing_split and not os.path.exists(os.path.join(run_dir, folder, "metrics.json")):
             command = [python, "test.py", "--run-dir", run_dir, "--data-dir", data_dir, *flags, "--num-pictures", "8"]
             print("+", " ".join(command), flush=True)
-            subprocess.run(command, check=True)
+            subprocess.run(command, check=True, env=huge_pages_env(os.environ))
 
 
 ROBUSTNESS = (  # (header, the figure from one seed's {folder: metrics}): on the test objects

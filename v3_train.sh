@@ -46,6 +46,13 @@ cd "$(dirname "$0")"
 : "${NUM_PROCESSES:=}"
 : "${PROCESS_ID:=}"
 
+# XLA:CPU's buffers on transparent huge pages, not a page fault per 4 KB written: the train step
+# 1.2-1.4x faster (util.huge_pages_env); GLIBC_TUNABLES=glibc.malloc.hugetlb=0 keeps them off
+case "${GLIBC_TUNABLES:-}" in
+  *glibc.malloc.hugetlb*) ;;
+  *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1" ;;
+esac
+
 set -x
 "$PYTHON" train.py --data-dir "$DATA_DIR" --run-dir "$RUN_DIR" --model-config "$MODEL_CONFIG" \
   --steps "$STEPS" --scenes-per-step "$SCENES_PER_STEP" --num-objects "$NUM_OBJECTS" --num-views "$NUM_VIEWS" \
