@@ -160,6 +160,36 @@ class PointwiseConv2D(layers.Conv2D):
         return self.activation(x + self.bias if self.use_bias else x)
 
 
+@jax.custom_vjp
+def add_to_each(x, skip):
+    """(C, ...) per-object features + (1, ...) the scene's -> (C, ...), the usual gradients; the
+    scene's summed over the C objects by a dot with ones (XLA:CPU's reduction over a leading
+    axis is ~10x slower)."""
+    return x + skip
+
+
+def _add_to_each_forward(x, skip):
+    return x + skip, None
+
+
+def _add_to_each_backward(_, g):
+    return g, jnp.einsum("a,a...->...", jnp.ones(g.shape[0], g.dtype), g)[None]
+
+
+add_to_each.defvjp(_add_to_each_forward, _add_to_each_backward)
+
+
+@keras.saving.register_keras_serializable("yolz")
+class SkipAdd(layers.Layer):
+    """[(C, h, w, ch) features, (1, h, w, ch) the backbone's at that scale] -> their sum (C, h, w, ch)."""
+
+    def call(self, inputs):
+        return add_to_each(*inputs)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
 def conv_bn_relu(x, filters, kernel_size, strides, name):
     conv = PointwiseConv2D if kernel_size == 1 and strides == 1 else layers.Conv2D
     x = conv(filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv_m")(x)
@@ -221,7 +251,7 @@ def scene_model(config=SEED_CONFIG):
     for i, skip in enumerate(reversed(skips[2:-1])):
         x = conv_bn_relu(x, skip.shape[-1], 1, 1, f"scene_up_{i}")
         x = layers.UpSampling2D(name="up_sampling2d" + (f"_{i}" if i else ""))(x)
-        x = layers.Add(name=f"add_{i + 1}")([x, skip])
+        x = SkipAdd(name=f"add_{i + 1}")([x, skip])
         x = FiLM(name=f"film_up_{i}")([x, embedding]) if film else x
     for i, filters in enumerate(config.classifier_filters):
         x = conv_bn_relu(x, filters, 1, 1, f"classifier_{i}")

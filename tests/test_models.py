@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY_MODEL
-from models import SEED_CONFIG, conv_bn_relu, embedding_model, pointwise_matmul, scene_model
+from models import SEED_CONFIG, add_to_each, conv_bn_relu, embedding_model, pointwise_matmul, scene_model
 
 
 def counts(model):
@@ -168,3 +168,17 @@ def test_the_up_paths_conv_before_upsampling_is_the_originals_conv_after():
             continue
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
+
+
+def test_add_to_each_gradients_are_broadcastings():
+    x, skip, target = (jax.random.normal(k, shape) for k, shape in
+                       zip(jax.random.split(jax.random.key(0), 3), [(3, 4, 4, 2), (1, 4, 4, 2), (3, 4, 4, 2)]))
+
+    def loss(add):
+        return lambda x, skip: jnp.sum(jnp.tanh(add(x, skip)) * target)
+
+    ours = jax.grad(loss(add_to_each), argnums=(0, 1))(x, skip)
+    plain = jax.grad(loss(jnp.add), argnums=(0, 1))(x, skip)
+    for a, b in zip(ours, plain):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
