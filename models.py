@@ -1,5 +1,6 @@
-"""The embedding CNN and the scene U-Net, layer for layer as the original's summaries, and how
-they are called: functionally (stateless_call) inside jitted steps, on explicit state.
+"""The embedding CNN and the scene U-Net, layer for layer as the original's summaries (the up
+path's order aside: the same function, cheaper), and how they are called: functionally
+(stateless_call) inside jitted steps, on explicit state.
 
     python models.py            # prints both summaries at the seed config (a few seconds)
     python models.py --cpu      # the smaller config the CPU demo trains
