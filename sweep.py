@@ -75,7 +75,7 @@ def run_seed(run_dir, seed, flags, data_dir):
         if not missing_split and not os.path.exists(os.path.join(run_dir, folder, "metrics.json")):
             command = [python, "test.py", "--run-dir", run_dir, "--data-dir", data_dir, *flags, "--num-pictures", "8"]
             print("+", " ".join(command), flush=True)
-            subprocess.run(command, check=True, env=huge_pages_env(os.environ))
+            subprocess.run(command, check=True)
 
 
 ROBUSTNESS = (  # (header, the figure from one seed's {folder: metrics}): on the test objects
