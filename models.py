@@ -191,8 +191,61 @@ class SkipAdd(layers.Layer):
         return input_shapes[0]
 
 
-def conv_bn_relu(x, filters, kernel_size, strides, name):
-    conv = PointwiseConv2D if kernel_size == 1 and strides == 1 else layers.Conv2D
+@jax.custom_vjp
+def strided_conv(x, w):
+    """(b, H, W, c) images, (3, 3, c, o) kernel -> (b, ceil(H / 2), ceil(W / 2), o): the 3x3,
+    stride-2, "same" convolution keras' Conv2D computes, with the usual gradients. XLA:CPU makes
+    the weight gradient a convolution over the batch on channel-major copies of the image and of
+    the output's gradient, slow for a batch of one large image (the scene: 3-5x slower than
+    this); here it is nine dots, one per kernel tap, each over a strided slice of the image. For
+    the views (80-160 small images a step) XLA's own is faster, so only the scene backbone uses it."""
+    return _conv_stride_2(x, w)
+
+
+def _conv_stride_2(x, w):
+    return jax.lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _strided_forward(x, w):
+    return _conv_stride_2(x, w), (x, w)
+
+
+def _strided_backward(residuals, g):
+    x, w = residuals
+    (b, oh, ow, o), c = g.shape, x.shape[-1]
+    dx = jax.vjp(lambda x: _conv_stride_2(x, w), x)[1](g)[0]
+    pad_h, pad_w = max(2 * oh + 1 - x.shape[1], 0), max(2 * ow + 1 - x.shape[2], 0)  # as "same" pads
+    x = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    g, ones = g.reshape(b, oh * ow, o), jnp.ones(b, x.dtype)
+    # tap (i, j) meets output cell (r, s) at image pixel (2r + i, 2s + j); a dot per image, summed
+    # by a dot with ones as in pointwise_matmul
+    taps = [x[:, i:i + 2 * oh - 1:2, j:j + 2 * ow - 1:2].reshape(b, oh * ow, c) for i in range(3) for j in range(3)]
+    dw = [jnp.einsum("b,bco->co", ones, jnp.einsum("bnc,bno->bco", tap, g)) for tap in taps]
+    return dx, jnp.stack(dw).reshape(w.shape)
+
+
+strided_conv.defvjp(_strided_forward, _strided_backward)
+
+
+@keras.saving.register_keras_serializable("yolz")
+class Conv2D(layers.Conv2D):
+    """keras' 3x3 stride-2 Conv2D for the scene backbone, its weight gradient by `strided_conv`:
+    the same weights and results to float rounding. Named as keras' own because Keras keys a
+    weights file's layers by class name: runs saved with keras' Conv2D load unchanged."""
+
+    def __init__(self, filters, kernel_size, strides, **kwargs):
+        if (kernel_size, strides) not in ((3, 2), ((3, 3), (2, 2))) or kwargs.get("padding") != "same":
+            raise ValueError(f"models.Conv2D is a 3x3, stride-2, same-padded convolution, not {kernel_size}, "
+                             f"stride {strides}: use keras.layers.Conv2D")
+        super().__init__(filters, kernel_size, strides=strides, **kwargs)
+
+    def call(self, inputs):
+        x = strided_conv(inputs, self.kernel.value)
+        return self.activation(x + self.bias if self.use_bias else x)
+
+
+def conv_bn_relu(x, filters, kernel_size, strides, name, conv=layers.Conv2D):
+    conv = PointwiseConv2D if kernel_size == 1 and strides == 1 else conv
     x = conv(filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv_m")(x)
     x = layers.BatchNormalization(name=f"{name}_bn_m")(x)
     return layers.Activation("relu", name=f"{name}_relu_m")(x)
@@ -237,7 +290,7 @@ def scene_model(config=SEED_CONFIG):
     scene = keras.Input((config.scene_size, config.scene_size, 3), name="scene_input")
     x, skips = scene, []
     for i, filters in enumerate(config.scene_filters):
-        x = conv_bn_relu(x, filters, 3, 2, f"scene_down_{i}")
+        x = conv_bn_relu(x, filters, 3, 2, f"scene_down_{i}", conv=Conv2D)
         skips.append(x)
     embedding = keras.Input((config.embedding_dim,), name="obj_embedding_inp")
     x = layers.Dense(config.embedding_dim, use_bias=False, kernel_initializer=config.dense_initializer,

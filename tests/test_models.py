@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY_MODEL
-from models import SEED_CONFIG, add_to_each, conv_bn_relu, embedding_model, pointwise_matmul, scene_model
+from models import (SEED_CONFIG, Conv2D, add_to_each, conv_bn_relu, embedding_model, pointwise_matmul, scene_model,
+                    strided_conv)
 
 
 def counts(model):
@@ -135,6 +136,42 @@ def test_pointwise_matmul_gradients_are_the_einsums(cells):
     for a, b in zip(ours, plain):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pointwise_matmul(x, w), jnp.einsum("...c,co->...o", x, w), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (1, 7, 10, 2)])  # (b, H, W, c): "same" pads one side or both
+def test_strided_conv_is_keras_conv_with_its_gradients(shape):
+    x, w, target = (jax.random.normal(k, s) for k, s in
+                    zip(jax.random.split(jax.random.key(0), 3), [shape, (3, 3, shape[-1], 4), (1,)]))
+    keras_conv = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)
+    keras_conv.build(shape)
+    out = strided_conv(x, w)
+    assert out.shape == (shape[0], -(-shape[1] // 2), -(-shape[2] // 2), 4)
+    np.testing.assert_allclose(out, keras_conv.stateless_call([w], [], x)[0], rtol=1e-5, atol=1e-6)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.tanh(conv(x, w)) * (target + jnp.arange(4)))
+
+    plain = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "SAME",  # noqa: E731
+                                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ours, theirs = (jax.grad(loss(conv), argnums=(0, 1))(x, w) for conv in (strided_conv, plain))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    batched = jax.vmap(jax.grad(loss(strided_conv), argnums=1), in_axes=(0, None))(x[:, None], w)  # as cell_outputs
+    np.testing.assert_allclose(jnp.sum(batched, axis=0), theirs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_weights_saved_with_keras_conv2d_load_into_yolzs(tmp_path):
+    """Keras keys a weights file's layers by class name: runs saved before the scene backbone used
+    models.Conv2D must still load."""
+    def model(conv):
+        inputs = keras.Input((8, 8, 3))
+        return keras.Model(inputs, conv(4, 3, strides=2, padding="same")(inputs))
+
+    saved, loaded = model(keras.layers.Conv2D), model(Conv2D)
+    saved.save_weights(tmp_path / "m.weights.h5")
+    loaded.load_weights(tmp_path / "m.weights.h5")
+    x = np.random.default_rng(0).random((1, 8, 8, 3), np.float32)
+    np.testing.assert_allclose(loaded(x), saved(x), rtol=1e-5, atol=1e-6)
 
 
 def test_the_up_paths_conv_before_upsampling_is_the_originals_conv_after():
