@@ -151,15 +151,13 @@ def bench_train(args):
         config, optimizer = models.config, train.make_optimizer(options)
         loader = EpisodeLoader(split, options.num_objects, options.num_views, seed=0, training=True,
                                num_absent=options.absent_queries_per_scene)
-        batches = prefetch(loader.batches(options.scenes_per_step))
+        batches = prefetch(distributed.shard_batch({k: b[k] for k in train.TRAIN_KEYS}, mesh)  # as train.py
+                           for b in loader.batches(options.scenes_per_step))
         params, nt_params = model_state(models)
         params, nt_params, opt_state = distributed.replicate((params, nt_params, optimizer.init(params)), mesh)
         static = (models, options, optimizer)  # train_step's static arguments
 
-        def next_batch():
-            return distributed.shard_batch({k: v for k, v in next(batches).items() if k in train.TRAIN_KEYS}, mesh)
-
-        batch = next_batch()
+        batch = next(batches)
         start = time.perf_counter()
         compiled = train.train_step.lower(params, nt_params, opt_state, batch, *static).compile()
         compile_s = time.perf_counter() - start
@@ -171,7 +169,7 @@ def bench_train(args):
         wait, start = 0.0, time.perf_counter()
         for _ in range(args.steps):
             t = time.perf_counter()
-            batch = next_batch()
+            batch = next(batches)
             wait += time.perf_counter() - t
             params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, *static)
             loss = float(metrics["loss"])  # the train loop reads the loss every step, so do the same

@@ -528,7 +528,9 @@ def train_in(run_dir, hp, launch, models, loader, val_split, chief):
     params, nt_params, opt_state = distributed.replicate((params, nt_params, opt_state), mesh)
 
     loader.position = start * hp.scenes_per_step
-    batches = prefetch(loader.batches(hp.scenes_per_step, distributed.host_share(hp.scenes_per_step)))
+    # onto the devices in prefetch's thread as well: the step never waits for the copy
+    batches = prefetch(distributed.shard_batch({k: b[k] for k in TRAIN_KEYS}, mesh)
+                       for b in loader.batches(hp.scenes_per_step, distributed.host_share(hp.scenes_per_step)))
     log = open(os.path.join(run_dir, "metrics.jsonl"), "a") if chief else None
     window, wait, t0 = [], 0.0, time.perf_counter()
     bar = tqdm(range(start, hp.steps), initial=start, total=hp.steps, unit="step", dynamic_ncols=True,
@@ -537,7 +539,6 @@ def train_in(run_dir, hp, launch, models, loader, val_split, chief):
         t = time.perf_counter()
         batch = next(batches)
         wait += time.perf_counter() - t
-        batch = distributed.shard_batch({k: batch[k] for k in TRAIN_KEYS}, mesh)
         params, nt_params, opt_state, metrics = train_step(params, nt_params, opt_state, batch, models, hp, optimizer)
         metrics = {k: float(v) for k, v in metrics.items()}
         if not np.isfinite(metrics["loss"]):
