@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from boxes import cell_targets, near_misses
+from boxes import cell_targets, near_misses, target_iou
 from models import mean_embedding
 
 
@@ -36,21 +36,28 @@ def focal_loss(logits, targets, alpha=0.25, gamma=2.0):
     return jnp.mean(optax.sigmoid_focal_loss(logits, targets.astype(logits.dtype), alpha=alpha, gamma=gamma))
 
 
-def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None):
+def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None):
     """YOLO-style box losses of (..., A, 5) raw outputs against boxes.cell_targets -> (objectness,
     coordinates), each a sum over the responsible (cell, prior)s' share, divided by their number.
 
     Objectness: focal loss over every (cell, prior) but the ignored ones (ignore: (..., A) {0, 1},
     boxes.near_misses; a responsible one always counts), normalised by the number of responsible
     ones as RetinaNet does (a mean over all would drown the few positives: ~1 in 1000 here).
+    quality: (..., A) in [0, 1], the responsible predictions' target instead of 1 (YOLOv2 uses
+    the IoU of the predicted box, boxes.target_iou), as the varifocal loss (Zhang et al. 2021)
+    takes it: binary cross-entropy against it, weighted by it; the negatives' focal term is
+    unchanged (its weight 1 - alpha = 0.75 is the varifocal loss's own).
     Coordinates, only where responsible: binary cross-entropy of sigmoid(t_x), sigmoid(t_y)
     against the centre's offset in its cell, squared error of t_w, t_h against log(size / prior).
     """
     responsible = targets[..., 0]
     count = jnp.maximum(jnp.sum(responsible), 1.0)
     counted = 1.0 if ignore is None else jnp.maximum(1.0 - ignore, responsible)
-    objectness = jnp.sum(optax.sigmoid_focal_loss(outputs[..., 0], responsible, alpha=alpha, gamma=gamma)
-                         * counted) / count
+    per_prior = optax.sigmoid_focal_loss(outputs[..., 0], responsible, alpha=alpha, gamma=gamma) * counted
+    if quality is not None:
+        positive = quality * optax.sigmoid_binary_cross_entropy(outputs[..., 0], quality)
+        per_prior = jnp.where(responsible > 0, positive, per_prior)
+    objectness = jnp.sum(per_prior) / count
     xy = jnp.sum(optax.sigmoid_binary_cross_entropy(outputs[..., 1:3], targets[..., 1:3]), axis=-1)
     wh = jnp.sum(jnp.square(outputs[..., 3:5] - targets[..., 3:5]), axis=-1)
     return objectness, jnp.sum((xy + wh) * responsible) / count
@@ -71,6 +78,12 @@ def box_near_misses(box_outputs, boxes, config, iou_threshold):
     return jax.vmap(jax.vmap(near))(jax.lax.stop_gradient(box_outputs), boxes)
 
 
+def box_target_iou(box_outputs, targets, config):
+    """(B, Q, G, G, A, 5) raw outputs and box_targets -> (B, Q, G, G, A) boxes.target_iou, a
+    constant of the loss (the objectness does not pull the box towards or away from its target)."""
+    return target_iou(jax.lax.stop_gradient(box_outputs), targets, jnp.asarray(config.priors), config.stride)
+
+
 def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config):
     """The training loss of a batch of episodes -> (scalar loss, {metric name: scalar}).
 
@@ -78,8 +91,8 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
     (B, Q, G, G, A, 5) or None without a box head; masks: (B, Q, G, G) {0,1} targets; boxes:
     (B, Q, I, 4) pixel boxes. hp: the run's Hyperparameters (train.py), its loss weights,
     temperature and the classifier's focal alpha / gamma (the box objectness keeps RetinaNet's
-    0.25 / 2, so that the classifier's loss can be varied alone) and box ignore IoU; config: the
-    ModelConfig.
+    0.25 / 2, so that the classifier's loss can be varied alone), box ignore IoU and objectness
+    target; config: the ModelConfig.
     """
     contrastive = jnp.mean(jax.vmap(functools.partial(contrastive_loss, temperature=hp.temperature,
                                                       reduction=hp.contrastive_reduction))(anchors, positives))
@@ -88,7 +101,9 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
     metrics = {"contrastive_loss": contrastive, "classifier_loss": classifier}
     if box_outputs is not None:
         ignore = box_near_misses(box_outputs, boxes, config, hp.box_ignore_iou) if hp.box_ignore_iou else None
-        objectness, coordinates = box_loss(box_outputs, box_targets(boxes, config), ignore=ignore)
+        targets = box_targets(boxes, config)
+        quality = box_target_iou(box_outputs, targets, config) if hp.box_objectness == "iou" else None
+        objectness, coordinates = box_loss(box_outputs, targets, ignore=ignore, quality=quality)
         loss += hp.box_loss_weight * (objectness + coordinates)
         metrics.update(box_loss=objectness + coordinates, box_objectness_loss=objectness,
                        box_coordinates_loss=coordinates)

@@ -80,6 +80,10 @@ class Hyperparameters:
     box_ignore_iou: float = hyperparameter(
         0.0, "a prediction whose box overlaps an instance by more than this is not taught to be background "
         "(YOLOv3's ignore threshold: 0.5); 0: every prediction but the responsible one is", type=unit_interval)
+    box_objectness: str = hyperparameter(
+        "one", "the responsible prediction's objectness target: one (YOLOv3's), or iou: the IoU of its box with "
+        "the instance's (YOLOv2's), in a varifocal loss, so that a badly placed box scores low",
+        choices=("one", "iou"))
     temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
     contrastive_reduction: str = hyperparameter(
         "mean", "over a scene's C + K objects: mean, or sum (the original's: with the same weights, the contrastive "

@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from boxes import box_iou, cell_targets, decode, detections, kmeans_priors, near_misses, nms, shape_iou
+from boxes import box_iou, cell_targets, decode, detections, kmeans_priors, near_misses, nms, shape_iou, target_iou
 from metrics import box_metrics, detection_average_precision, match_detections
 
 PRIORS = np.array([[8.0, 8.0], [16.0, 32.0]])
@@ -47,6 +47,17 @@ def test_near_misses_by_hand():
     near = np.asarray(jax.jit(near_misses, static_argnums=(3, 4))(raw, boxes, np.array([[8.0, 8.0]]), 8.0, 0.3))
     assert near.shape == (4, 4, 1) and near.sum() == 2 and near[1, 1, 0] == near[1, 2, 0] == 1
     assert np.asarray(near_misses(raw, boxes, np.array([[8.0, 8.0]]), 8.0, 0.5)).sum() == 0  # 1/3 is below 0.5
+
+
+def test_target_iou_by_hand():
+    # prior 8x8 at stride 8, zero outputs: the prediction is the whole cell (1 x 1 cells, centred)
+    raw = np.zeros((3, 5), np.float32)
+    targets = np.array([[1, 0.5, 0.5, np.log(2.0), 0.0],  # twice as wide, same centre: 1 / 2
+                        [1, 0.0, 0.5, 0.0, 0.0],  # the same size, half a cell left: 0.5 / 1.5
+                        [1, 0.5, 0.5, 0.0, 0.0]], np.float32)  # the prediction itself: 1
+    np.testing.assert_allclose(target_iou(raw, targets, np.array([[8.0, 8.0]]), 8.0), [0.5, 1 / 3, 1.0], rtol=1e-6)
+    raw[2, 3:] = np.log(0.5)  # a box half as wide and high inside the target's: 1/4
+    assert float(target_iou(raw, targets, np.array([[8.0, 8.0]]), 8.0)[2]) == pytest.approx(0.25, rel=1e-5)
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():

@@ -50,6 +50,19 @@ def test_box_loss_ignores_near_misses_but_never_the_responsible_one():
     assert float(objectness) == pytest.approx(0.25 * per + 29 * 0.75 * per, rel=1e-5)
 
 
+def test_box_loss_with_a_quality_target_by_hand():
+    targets = np.zeros((4, 4, 2, 5), np.float32)
+    targets[1, 2, 0, 0] = 1
+    outputs = np.zeros_like(targets)
+    quality = np.full(targets.shape[:-1], 0.9, np.float32)  # only the responsible one's is read
+    quality[1, 2, 0] = 0.5
+    objectness = box_loss(outputs, targets, alpha=0.25, gamma=2.0, quality=quality)[0]
+    # the positive: 0.5 x BCE(p = 0.5, target 0.5) = 0.5 log 2; the 31 negatives' focal term as above
+    assert float(objectness) == pytest.approx(0.5 * np.log(2) + 31 * 0.75 * 0.25 * np.log(2), rel=1e-5)
+    outputs[1, 2, 0, 0] = 3.0  # the positive's term is smallest where p is the target
+    assert float(box_loss(outputs, targets, quality=quality)[0]) > float(objectness)
+
+
 def test_contrastive_sum_is_the_originals_reduction():
     views = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]], [[0.6, 0.8]]])  # (C=3, N=1, E=2)
     mean = contrastive_loss(views, views)

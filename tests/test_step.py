@@ -106,6 +106,18 @@ def test_box_ignore_threshold_only_lowers_the_objectness_loss():
         assert losses[0.01][term] == pytest.approx(losses[0.0][term], rel=1e-6), term
 
 
+def test_iou_objectness_changes_only_the_objectness_term():
+    losses = {}
+    for target in ("one", "iou"):
+        hp, models, batch = setup(box_objectness=target, **WEIGHTS)
+        params, nt_params = model_state(models)
+        _, (_, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
+        losses[target] = {k: float(v) for k, v in metrics.items()}
+    assert losses["iou"]["box_objectness_loss"] != pytest.approx(losses["one"]["box_objectness_loss"], rel=1e-3)
+    for term in ("contrastive_loss", "classifier_loss", "box_coordinates_loss"):
+        assert losses["iou"][term] == pytest.approx(losses["one"][term], rel=1e-6), term
+
+
 def test_train_steps_lower_every_loss_term_on_a_fixed_batch(twelve_steps):
     history, _, _ = twelve_steps
     first, last = history[0], history[-1]
