@@ -9,8 +9,8 @@ predicts per prior (t_o, t_x, t_y, t_w, t_h):
     width = p_w * exp(t_w),  height = p_h * exp(t_h).
 
 The cell that holds an instance's centre, with the prior whose shape overlaps it most, is
-responsible for it. `cell_targets`, `near_misses` and `target_iou` are jax (they run inside the train step);
-`box_iou` and `decode` serve both (xp: numpy or jax.numpy); the rest is numpy.
+responsible for it. `cell_targets`, `near_misses` and `target_iou` are jax (they run inside the
+train step); `box_iou` and `decode` serve both (xp: numpy or jax.numpy); the rest is numpy.
 """
 
 import jax
@@ -101,8 +101,8 @@ def target_iou(outputs, targets, priors, stride):
     def corners(xy, twh):  # in cells: the centre's offset in the cell, the size over the stride
         wh = priors * jnp.exp(jnp.clip(twh, -10, 10)) / stride
         return xy - wh / 2, xy + wh / 2
-    (p0, p1), (t0, t1) = corners(jax.nn.sigmoid(outputs[..., 1:3]), outputs[..., 3:5]), corners(
-        targets[..., 1:3], targets[..., 3:5])
+    p0, p1 = corners(jax.nn.sigmoid(outputs[..., 1:3]), outputs[..., 3:5])
+    t0, t1 = corners(targets[..., 1:3], targets[..., 3:5])
     inter = jnp.prod(jnp.clip(jnp.minimum(p1, t1) - jnp.maximum(p0, t0), 0, None), axis=-1)
     union = jnp.prod(p1 - p0, axis=-1) + jnp.prod(t1 - t0, axis=-1) - inter
     return inter / jnp.maximum(union, 1e-12)

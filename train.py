@@ -532,7 +532,7 @@ def train_in(run_dir, hp, launch, models, loader, val_split, chief):
     params, nt_params, opt_state = distributed.replicate((params, nt_params, opt_state), mesh)
 
     loader.position = start * hp.scenes_per_step
-    # onto the devices in prefetch's thread as well: the step never waits for the copy
+    # onto the devices in prefetch's thread as well, so that the step does not wait for the copy
     batches = prefetch(distributed.shard_batch({k: b[k] for k in TRAIN_KEYS}, mesh)
                        for b in loader.batches(hp.scenes_per_step, distributed.host_share(hp.scenes_per_step)))
     log = open(os.path.join(run_dir, "metrics.jsonl"), "a") if chief else None
