@@ -1,9 +1,10 @@
 #!/bin/sh
 # The whole pipeline on the small default, on a fresh clone: makes .venv, renders the data, trains
 # the CPU config and tests it on the unseen test objects.
-# Runtime on a 2-core CPU: ~20 min (17 min measured on a fresh clone, pip cache warm, before the
-# test_shift split and the robustness tests were added: ~1 min more rendering, ~1.5 min more
-# testing): ~5 min rendering, ~12 min training, ~2 min testing; add ~1 min where pip downloads.
+# Runtime on a 2-core CPU: ~15 min (17 min measured on a fresh clone, pip cache warm, before the
+# test_shift split and the robustness tests were added, ~2.5 min more, and before the train step
+# got faster, ~5 min less): ~5 min rendering, ~7 min training, ~3 min testing; add ~1 min where
+# pip downloads.
 # Result: data/small/, runs/<timestamp>/ (curves, weights) and runs/<timestamp>/test/index.html;
 # ends with test.py's headline figures on the unseen objects and the path of index.html.
 set -e
