@@ -151,8 +151,7 @@ def bench_train(args):
         config, optimizer = models.config, train.make_optimizer(options)
         loader = EpisodeLoader(split, options.num_objects, options.num_views, seed=0, training=True,
                                num_absent=options.absent_queries_per_scene)
-        batches = prefetch(distributed.shard_batch({k: b[k] for k in train.TRAIN_KEYS}, mesh)  # as train.py
-                           for b in loader.batches(options.scenes_per_step))
+        batches = train.device_batches(loader, options.scenes_per_step, mesh)
         params, nt_params = model_state(models)
         params, nt_params, opt_state = distributed.replicate((params, nt_params, optimizer.init(params)), mesh)
         static = (models, options, optimizer)  # train_step's static arguments
@@ -206,7 +205,8 @@ def bench_train(args):
         result["top_ops"] = top_ops[:30]
         busy = sum(row["ms_per_step"] for row in top_ops)
         print(f"\nwhere a step's time goes (3 profiled steps; XLA:CPU ops busy {busy:.0f} ms of the "
-              f"{1e3 * s_per_step:.0f} ms step), by kind of HLO op:\n| kind | ops | ms/step | share |\n|---|---|---|---|")
+              f"{1e3 * s_per_step:.0f} ms step), by kind of HLO op:\n"
+              "| kind | ops | ms/step | share |\n|---|---|---|---|")
         for kind, (ms, n) in sorted(kinds.items(), key=lambda item: -item[1][0])[:10]:
             print(f"| {kind} | {n} | {ms:.1f} | {ms / busy:.1%} |")
         print("the longest single ops:\n| op | ms/step | share |\n|---|---|---|")
@@ -350,6 +350,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    if huge_pages_env(os.environ) != dict(os.environ):  # time the step as v3_train.sh runs it
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], huge_pages_env(os.environ))
+    env = huge_pages_env(os.environ)
+    if env != dict(os.environ):  # time the step as v3_train.sh runs it
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
     main()

@@ -124,6 +124,19 @@ class Broadcast(layers.Layer):
         return {**super().get_config(), "size": self.size}
 
 
+def leading_sum(x):
+    """(a, ...) -> (...): the sum over the leading axis, as a dot with ones (XLA:CPU's reduction
+    over a leading axis is ~10x slower: 33.8 against 3.7 ms on (16, 80, 80, 64))."""
+    return jnp.einsum("a,a...->...", jnp.ones(x.shape[0], x.dtype), x)
+
+
+def summed_dots(x, g):
+    """(a, n, c), (a, n, o) -> (c, o): x^T g summed over a and n, a weight gradient. As one dot over
+    the a x n rows XLA:CPU first writes x transposed, a loop that gathers with a stride of one row;
+    as a dot per leading index, summed, it reads x as it lies."""
+    return leading_sum(jnp.einsum("anc,ano->aco", x, g))
+
+
 @jax.custom_vjp
 def pointwise_matmul(x, w):
     """(a, ..., c) @ (c, o) -> (a, ..., o), the usual gradients. The weight gradient sums over every
@@ -141,9 +154,7 @@ def _pointwise_forward(x, w):
 def _pointwise_backward(residuals, g):
     x, w = residuals
     (c, o), a = w.shape, x.shape[0] if x.ndim > 2 else 1
-    per_object = jnp.einsum("anc,ano->aco", x.reshape(a, -1, c), g.reshape(a, -1, o))
-    # summed by a dot with ones: XLA:CPU's reduction over a leading axis is ~10x slower
-    return jnp.einsum("...o,co->...c", g, w), jnp.einsum("a,aco->co", jnp.ones(a, x.dtype), per_object)
+    return jnp.einsum("...o,co->...c", g, w), summed_dots(x.reshape(a, -1, c), g.reshape(a, -1, o))
 
 
 pointwise_matmul.defvjp(_pointwise_forward, _pointwise_backward)
@@ -164,8 +175,7 @@ class PointwiseConv2D(layers.Conv2D):
 @jax.custom_vjp
 def add_to_each(x, skip):
     """(C, ...) per-object features + (1, ...) the scene's -> (C, ...), the usual gradients; the
-    scene's summed over the C objects by a dot with ones (XLA:CPU's reduction over a leading
-    axis is ~10x slower)."""
+    scene's summed over the C objects by leading_sum."""
     return x + skip
 
 
@@ -174,7 +184,7 @@ def _add_to_each_forward(x, skip):
 
 
 def _add_to_each_backward(_, g):
-    return g, jnp.einsum("a,a...->...", jnp.ones(g.shape[0], g.dtype), g)[None]
+    return g, leading_sum(g)[None]
 
 
 add_to_each.defvjp(_add_to_each_forward, _add_to_each_backward)
@@ -216,12 +226,10 @@ def _strided_backward(residuals, g):
     dx = jax.vjp(lambda x: _conv_stride_2(x, w), x)[1](g)[0]
     pad_h, pad_w = max(2 * oh + 1 - x.shape[1], 0), max(2 * ow + 1 - x.shape[2], 0)  # as "same" pads
     x = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
-    g, ones = g.reshape(b, oh * ow, o), jnp.ones(b, x.dtype)
-    # tap (i, j) meets output cell (r, s) at image pixel (2r + i, 2s + j); a dot per image, summed
-    # by a dot with ones as in pointwise_matmul
+    g = g.reshape(b, oh * ow, o)
+    # tap (i, j) meets output cell (r, s) at image pixel (2r + i, 2s + j)
     taps = [x[:, i:i + 2 * oh - 1:2, j:j + 2 * ow - 1:2].reshape(b, oh * ow, c) for i in range(3) for j in range(3)]
-    dw = [jnp.einsum("b,bco->co", ones, jnp.einsum("bnc,bno->bco", tap, g)) for tap in taps]
-    return dx, jnp.stack(dw).reshape(w.shape)
+    return dx, jnp.stack([summed_dots(tap, g) for tap in taps]).reshape(w.shape)
 
 
 strided_conv.defvjp(_strided_forward, _strided_backward)

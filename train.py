@@ -510,6 +510,13 @@ def train(hp, launch):
         return train_in(run_dir, hp, launch, models, loader, val_split, chief)
 
 
+def device_batches(loader, scenes_per_step, mesh):
+    """Endless train batches (TRAIN_KEYS) of this process's share of each step's scenes, loaded and
+    put on the mesh's devices in prefetch's thread, so that the step does not wait for the copy."""
+    return prefetch(distributed.shard_batch({k: b[k] for k in TRAIN_KEYS}, mesh)
+                    for b in loader.batches(scenes_per_step, distributed.host_share(scenes_per_step)))
+
+
 def train_in(run_dir, hp, launch, models, loader, val_split, chief):
     """train()'s loop, the checks done and the run dir locked."""
     optimizer = make_optimizer(hp)
@@ -532,9 +539,7 @@ def train_in(run_dir, hp, launch, models, loader, val_split, chief):
     params, nt_params, opt_state = distributed.replicate((params, nt_params, opt_state), mesh)
 
     loader.position = start * hp.scenes_per_step
-    # onto the devices in prefetch's thread as well, so that the step does not wait for the copy
-    batches = prefetch(distributed.shard_batch({k: b[k] for k in TRAIN_KEYS}, mesh)
-                       for b in loader.batches(hp.scenes_per_step, distributed.host_share(hp.scenes_per_step)))
+    batches = device_batches(loader, hp.scenes_per_step, mesh)
     log = open(os.path.join(run_dir, "metrics.jsonl"), "a") if chief else None
     window, wait, t0 = [], 0.0, time.perf_counter()
     bar = tqdm(range(start, hp.steps), initial=start, total=hp.steps, unit="step", dynamic_ncols=True,
