@@ -95,9 +95,12 @@ def near_misses(outputs, boxes, priors, stride, iou_threshold):
     return (overlap > iou_threshold).astype(jnp.float32).reshape(outputs.shape[:-1])
 
 
-def target_iou(outputs, targets, priors, stride):
+def target_iou(outputs, targets, priors, stride, generalized=False):
     """(..., A, 5) raw outputs and cell_targets alike shaped -> (..., A): the IoU of each prediction's
-    box with its target's, both placed in the same cell (meaningful where the target is responsible)."""
+    box with its target's, both placed in the same cell (meaningful where the target is responsible).
+    generalized: GIoU (Rezatofighi et al. 2019), the IoU less the share of the smallest box enclosing
+    both that neither covers, in (-1, 1]: unlike the IoU it still says which way to move a box that
+    misses its target."""
     def corners(xy, twh):  # in cells: the centre's offset in the cell, the size over the stride
         wh = priors * jnp.exp(jnp.clip(twh, -10, 10)) / stride
         return xy - wh / 2, xy + wh / 2
@@ -105,7 +108,11 @@ def target_iou(outputs, targets, priors, stride):
     t0, t1 = corners(targets[..., 1:3], targets[..., 3:5])
     inter = jnp.prod(jnp.clip(jnp.minimum(p1, t1) - jnp.maximum(p0, t0), 0, None), axis=-1)
     union = jnp.prod(p1 - p0, axis=-1) + jnp.prod(t1 - t0, axis=-1) - inter
-    return inter / jnp.maximum(union, 1e-12)
+    iou = inter / jnp.maximum(union, 1e-12)
+    if not generalized:
+        return iou
+    hull = jnp.prod(jnp.maximum(p1, t1) - jnp.minimum(p0, t0), axis=-1)
+    return iou - (hull - union) / jnp.maximum(hull, 1e-12)
 
 
 def nms(boxes, scores, iou_threshold):

@@ -36,7 +36,7 @@ def focal_loss(logits, targets, alpha=0.25, gamma=2.0):
     return jnp.mean(optax.sigmoid_focal_loss(logits, targets.astype(logits.dtype), alpha=alpha, gamma=gamma))
 
 
-def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None):
+def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None, giou=None):
     """YOLO-style box losses of (..., A, 5) raw outputs against boxes.cell_targets -> (objectness,
     coordinates), each a sum over the responsible (cell, prior)s' share, divided by their number.
 
@@ -48,7 +48,9 @@ def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None)
     takes it: binary cross-entropy against it, weighted by it; the negatives' focal term is
     unchanged (its weight 1 - alpha = 0.75 is the varifocal loss's own).
     Coordinates, only where responsible: binary cross-entropy of sigmoid(t_x), sigmoid(t_y)
-    against the centre's offset in its cell, squared error of t_w, t_h against log(size / prior).
+    against the centre's offset in its cell, squared error of t_w, t_h against log(size / prior);
+    or, given giou ((..., A), boxes.target_iou(generalized=True) of the outputs), 1 - giou, which
+    weighs each error by what it costs the box's overlap (a small box's misplacement more).
     """
     responsible = targets[..., 0]
     count = jnp.maximum(jnp.sum(responsible), 1.0)
@@ -58,9 +60,13 @@ def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None)
         positive = quality * optax.sigmoid_binary_cross_entropy(outputs[..., 0], quality)
         per_prior = jnp.where(responsible > 0, positive, per_prior)
     objectness = jnp.sum(per_prior) / count
-    xy = jnp.sum(optax.sigmoid_binary_cross_entropy(outputs[..., 1:3], targets[..., 1:3]), axis=-1)
-    wh = jnp.sum(jnp.square(outputs[..., 3:5] - targets[..., 3:5]), axis=-1)
-    return objectness, jnp.sum((xy + wh) * responsible) / count
+    if giou is None:
+        xy = jnp.sum(optax.sigmoid_binary_cross_entropy(outputs[..., 1:3], targets[..., 1:3]), axis=-1)
+        wh = jnp.sum(jnp.square(outputs[..., 3:5] - targets[..., 3:5]), axis=-1)
+        per_prior = xy + wh
+    else:
+        per_prior = 1.0 - giou
+    return objectness, jnp.sum(per_prior * responsible) / count
 
 
 def box_targets(boxes, config):
@@ -78,10 +84,9 @@ def box_near_misses(box_outputs, boxes, config, iou_threshold):
     return jax.vmap(jax.vmap(near))(jax.lax.stop_gradient(box_outputs), boxes)
 
 
-def box_target_iou(box_outputs, targets, config):
-    """(B, Q, G, G, A, 5) raw outputs and box_targets -> (B, Q, G, G, A) boxes.target_iou, a
-    constant of the loss (the objectness does not pull the box towards or away from its target)."""
-    return target_iou(jax.lax.stop_gradient(box_outputs), targets, jnp.asarray(config.priors), config.stride)
+def box_target_iou(box_outputs, targets, config, generalized=False):
+    """(B, Q, G, G, A, 5) raw outputs and box_targets -> (B, Q, G, G, A) boxes.target_iou."""
+    return target_iou(box_outputs, targets, jnp.asarray(config.priors), config.stride, generalized)
 
 
 def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config):
@@ -92,7 +97,7 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
     (B, Q, I, 4) pixel boxes. hp: the run's Hyperparameters (train.py), its loss weights,
     temperature and the classifier's focal alpha / gamma (the box objectness keeps RetinaNet's
     0.25 / 2, so that the classifier's loss can be varied alone), box ignore IoU and objectness
-    target; config: the ModelConfig.
+    target, box coordinates loss; config: the ModelConfig.
     """
     contrastive = jnp.mean(jax.vmap(functools.partial(contrastive_loss, temperature=hp.temperature,
                                                       reduction=hp.contrastive_reduction))(anchors, positives))
@@ -102,8 +107,11 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
     if box_outputs is not None:
         ignore = box_near_misses(box_outputs, boxes, config, hp.box_ignore_iou) if hp.box_ignore_iou else None
         targets = box_targets(boxes, config)
-        quality = box_target_iou(box_outputs, targets, config) if hp.box_objectness == "iou" else None
-        objectness, coordinates = box_loss(box_outputs, targets, ignore=ignore, quality=quality)
+        # a constant of the objectness: it does not pull the box towards or away from its target
+        quality = (box_target_iou(jax.lax.stop_gradient(box_outputs), targets, config)
+                   if hp.box_objectness == "iou" else None)
+        giou = box_target_iou(box_outputs, targets, config, generalized=True) if hp.box_coordinates == "giou" else None
+        objectness, coordinates = box_loss(box_outputs, targets, ignore=ignore, quality=quality, giou=giou)
         loss += hp.box_loss_weight * (objectness + coordinates)
         metrics.update(box_loss=objectness + coordinates, box_objectness_loss=objectness,
                        box_coordinates_loss=coordinates)

@@ -84,6 +84,10 @@ class Hyperparameters:
         "one", "the responsible prediction's objectness target: one (YOLOv3's), or iou: the IoU of its box with "
         "the instance's (YOLOv2's), in a varifocal loss, so that a badly placed box scores low",
         choices=("one", "iou"))
+    box_coordinates: str = hyperparameter(
+        "yolo", "the responsible prediction's coordinates loss: yolo (binary cross-entropy of the centre's offset "
+        "in its cell, squared error of log size), or giou: 1 - the generalized IoU of its box with the instance's",
+        choices=("yolo", "giou"))
     temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
     contrastive_reduction: str = hyperparameter(
         "mean", "over a scene's C + K objects: mean, or sum (the original's: with the same weights, the contrastive "

@@ -60,6 +60,23 @@ def test_target_iou_by_hand():
     assert float(target_iou(raw, targets, np.array([[8.0, 8.0]]), 8.0)[2]) == pytest.approx(0.25, rel=1e-5)
 
 
+def test_generalized_target_iou_by_hand():
+    priors = np.array([[8.0, 8.0]])
+    raw = np.zeros((3, 5), np.float32)  # as above, the prediction is the whole cell
+    raw[2, 3:] = np.log(0.25)  # a quarter-cell box in the cell's middle: [0.375, 0.625] both ways
+    targets = np.array([[1, 0.5, 0.5, np.log(2.0), 0.0],  # encloses the prediction: GIoU = IoU = 1 / 2
+                        [1, 0.0, 0.5, 0.0, 0.0],  # half a cell left: the hull is the union, 1 / 3
+                        [1, 0.0, 0.5, np.log(0.25), np.log(0.25)]], np.float32)  # [-0.125, 0.125] x [0.375, 0.625]
+    # the last two boxes do not touch: IoU 0; hull 0.75 x 0.25, union 2 x 0.0625: GIoU -(0.1875 - 0.125) / 0.1875
+    giou = target_iou(raw, targets, priors, 8.0, generalized=True)
+    np.testing.assert_allclose(giou, [0.5, 1 / 3, -1 / 3], rtol=1e-5)
+    assert float(target_iou(raw, targets, priors, 8.0)[2]) == 0.0
+    # only the generalized IoU tells the missing box which way to go: its centre leftwards (t_x down)
+    grad_iou, grad_giou = (jax.grad(lambda r, g=g: target_iou(r, targets, priors, 8.0, generalized=g)[2])(raw)
+                           for g in (False, True))
+    assert not np.any(np.asarray(grad_iou)) and float(grad_giou[2, 1]) < 0
+
+
 def test_nms_keeps_the_best_of_overlapping_boxes():
     boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 9]])
     scores = np.array([0.8, 0.9, 0.5, 0.7])

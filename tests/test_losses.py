@@ -63,6 +63,17 @@ def test_box_loss_with_a_quality_target_by_hand():
     assert float(box_loss(outputs, targets, quality=quality)[0]) > float(objectness)
 
 
+def test_box_loss_with_giou_coordinates_by_hand():
+    targets = np.zeros((4, 4, 2, 5), np.float32)
+    targets[1, 2, 0] = [1, 0.5, 0.5, 0.0, np.log(2.0)]
+    outputs = np.zeros_like(targets)
+    giou = np.full(targets.shape[:-1], -0.5, np.float32)  # only the responsible one's is read
+    giou[1, 2, 0] = 0.25
+    objectness, coordinates = box_loss(outputs, targets, giou=giou)
+    assert float(coordinates) == pytest.approx(1 - 0.25, rel=1e-6)
+    assert float(objectness) == pytest.approx(float(box_loss(outputs, targets)[0]), rel=1e-6)
+
+
 def test_contrastive_sum_is_the_originals_reduction():
     views = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]], [[0.6, 0.8]]])  # (C=3, N=1, E=2)
     mean = contrastive_loss(views, views)

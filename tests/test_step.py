@@ -118,6 +118,31 @@ def test_iou_objectness_changes_only_the_objectness_term():
         assert losses["iou"][term] == pytest.approx(losses["one"][term], rel=1e-6), term
 
 
+def test_giou_coordinates_change_only_the_coordinates_term():
+    losses = {}
+    for loss in ("yolo", "giou"):
+        hp, models, batch = setup(box_coordinates=loss, **WEIGHTS)
+        params, nt_params = model_state(models)
+        _, (_, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
+        losses[loss] = {k: float(v) for k, v in metrics.items()}
+    assert 0 < losses["giou"]["box_coordinates_loss"] < 2  # 1 - GIoU, GIoU in (-1, 1]
+    assert losses["giou"]["box_coordinates_loss"] != pytest.approx(losses["yolo"]["box_coordinates_loss"], rel=1e-3)
+    for term in ("contrastive_loss", "classifier_loss", "box_objectness_loss"):
+        assert losses["giou"][term] == pytest.approx(losses["yolo"][term], rel=1e-6), term
+
+
+def test_train_steps_with_giou_coordinates_lower_them():
+    hp, models, batch = setup(learning_rate=3e-3, box_coordinates="giou", **WEIGHTS)
+    optimizer = train.make_optimizer(hp)
+    params, nt_params = model_state(models)
+    opt_state, history = optimizer.init(params), []
+    for _ in range(8):
+        params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, models, hp,
+                                                                 optimizer)
+        history.append(float(metrics["box_coordinates_loss"]))
+    assert np.all(np.isfinite(history)) and history[-1] < history[0]
+
+
 def test_train_steps_lower_every_loss_term_on_a_fixed_batch(twelve_steps):
     history, _, _ = twelve_steps
     first, last = history[0], history[-1]
