@@ -150,7 +150,7 @@ def bench_train(args):
         models = train.build(options, split)
         config, optimizer = models.config, train.make_optimizer(options)
         loader = EpisodeLoader(split, options.num_objects, options.num_views, seed=0, training=True,
-                               num_absent=options.absent_queries_per_scene)
+                               num_absent=options.absent_drawn)
         batches = train.device_batches(loader, options.scenes_per_step, mesh)
         params, nt_params = model_state(models)
         params, nt_params, opt_state = distributed.replicate((params, nt_params, optimizer.init(params)), mesh)

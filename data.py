@@ -331,7 +331,7 @@ class EpisodeLoader:
         if num_absent > len(split.object_ids) - split.objects_per_scene:
             raise DataError(f"{split.name} has {len(split.object_ids)} objects, too few for {num_absent} absent "
                             f"queries besides a scene's {split.objects_per_scene}: ask for fewer (train.py "
-                            "--absent-queries-per-scene, test.py --absent-queries)")
+                            "--absent-queries-per-scene and --absent-candidates, test.py --absent-queries)")
         self.split = split
         self.num_objects = num_objects
         self.num_absent = num_absent

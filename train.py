@@ -65,6 +65,10 @@ class Hyperparameters:
     num_views: int = hyperparameter(4, "N: anchor (and positive) views per object", type=positive_int)
     absent_queries_per_scene: int = hyperparameter(
         4, "K: objects of the split NOT in the scene queried per episode, with empty targets", type=non_negative_int)
+    absent_candidates: int = hyperparameter(
+        0, "hard absent queries: draw this many objects not in the scene and query the K of them whose mean "
+        "anchor embedding is nearest one of the scene's queried objects; 0: the K drawn at random",
+        type=non_negative_int)
     optimizer: str = hyperparameter("adam", "the optax optimiser", choices=("adam", "adamw", "sgd"))
     learning_rate: float = hyperparameter(1e-3, "peak learning rate", type=positive_float)
     schedule: str = hyperparameter("cosine", "cosine: warmup then cosine decay to 0 at --steps",
@@ -129,6 +133,11 @@ class Hyperparameters:
     eval_episodes: int = hyperparameter(48, "validation episodes per validation", type=positive_int)
     log_every: int = hyperparameter(10, "steps per line of train metrics", type=positive_int)
 
+    @property
+    def absent_drawn(self):
+        """The absent objects an episode draws: the candidates, or the K queried."""
+        return max(self.absent_queries_per_scene, self.absent_candidates)
+
     @classmethod
     def from_options(cls, options):
         """From a dict such as options.json (other keys ignored). A key it lacks was written before that
@@ -145,13 +154,37 @@ BEFORE_THEIR_FLAGS = {"crop_references": 0.0, "matching": "add"}
 # the loss and the step
 
 
+def hardest_absent(anchors, num_present, num_absent):
+    """(B, C + K', N, E) anchor view embeddings, the C present objects first -> (B, C + K) int: the
+    objects to query, the C and the K of the K' absent ones whose mean embedding is nearest (cosine)
+    one of the C's: the look-alikes a "not here" answer has to hold against. No gradient flows
+    through the choice."""
+    objects = jax.lax.stop_gradient(mean_embedding(anchors))  # (B, C + K', E)
+    present, absent = objects[:, :num_present], objects[:, num_present:]
+    nearest = jnp.max(jnp.einsum("bke,bce->bkc", absent, present), axis=-1)  # (B, K')
+    chosen = jax.lax.top_k(nearest, num_absent)[1] + num_present  # (B, K)
+    return jnp.concatenate([jnp.broadcast_to(jnp.arange(num_present), (len(chosen), num_present)), chosen], axis=1)
+
+
+def take_objects(x, order):
+    """(B, Q, ...) and (B, Q') int -> (B, Q', ...): each batch row's objects in that order."""
+    return jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
 def loss_fn(params, nt_params, batch, models, hp):
     """(params, nt_params) as (embedding's, scene's) pairs, a batch (TRAIN_KEYS) -> (loss, (new
-    nt_params, metrics)). The anchors' pass updates the embedding's batch-norm statistics."""
+    nt_params, metrics)). The anchors' pass updates the embedding's batch-norm statistics. With
+    hp.absent_candidates, the batch holds C + K' objects and the C + K chosen by hardest_absent
+    go on (their positives alone are embedded)."""
     (emb_params, scene_params), (emb_nt, scene_nt) = params, nt_params
     per_object = hp.embedding_batch_norm == "object"
     anchors, emb_nt = embed_views(models, emb_params, emb_nt, batch["anchors"], batch["anchor_backgrounds"], True,
                                   per_object)
+    if hp.absent_candidates > hp.absent_queries_per_scene:
+        order = hardest_absent(anchors, hp.num_objects, hp.absent_queries_per_scene)
+        anchors = take_objects(anchors, order)
+        batch = {**batch, **{k: take_objects(batch[k], order)
+                             for k in ("positives", "positive_backgrounds", "masks", "boxes")}}
     positives, _ = embed_views(models, emb_params, emb_nt, batch["positives"], batch["positive_backgrounds"], True,
                                per_object)
     objects = mean_embedding(anchors)  # (B, Q, E)
@@ -504,7 +537,8 @@ def train(hp, launch):
     models = build(hp, train_split)
     check_scene_size(train_split, models.config)
     loader = EpisodeLoader(train_split, hp.num_objects, hp.num_views, hp.seed, training=True,
-                           num_absent=hp.absent_queries_per_scene, crop_share=hp.crop_references,
+                           num_absent=hp.absent_drawn,
+                           crop_share=hp.crop_references,
                            crops=SceneCrops(train_split) if hp.crop_references else None, zoom=hp.scene_zoom,
                            zoom_in=hp.scene_zoom_direction == "both", zoom_share=hp.scene_zoom_share)
     EpisodeLoader(val_split, hp.num_objects, hp.num_views, hp.seed, training=False, positives=False)  # C, N fit?

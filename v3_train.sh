@@ -36,6 +36,7 @@ cd "$(dirname "$0")"
 : "${BOX_OBJECTNESS:=one}"            # the responsible prediction's target: one, or iou (its box's IoU, YOLOv2)
 : "${BOX_COORDINATES:=yolo}"          # yolo, or giou: 1 - the generalized IoU of the box with the instance's
 : "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
+: "${ABSENT_CANDIDATES:=0}"           # K' > K: query the K of K' absent objects nearest the scene's (hard)
 : "${SCENE_ZOOM:=1.0}"                # Z: training scenes zoomed by a factor from [1/Z, Z]; 1: as rendered
 : "${SCENE_ZOOM_DIRECTION:=both}"     # both, or out: factors from [1/Z, 1] only (a camera farther, never nearer)
 : "${SCENE_ZOOM_SHARE:=1.0}"          # share of training scenes zoomed; the others as rendered
@@ -66,7 +67,8 @@ set -x
   --dense-initializer "$DENSE_INITIALIZER" --matching "$MATCHING" \
   --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" --box-ignore-iou "$BOX_IGNORE_IOU" \
   --box-objectness "$BOX_OBJECTNESS" --box-coordinates "$BOX_COORDINATES" \
-  --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --crop-references "$CROP_REFERENCES" \
+  --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --absent-candidates "$ABSENT_CANDIDATES" \
+  --crop-references "$CROP_REFERENCES" \
   --scene-zoom "$SCENE_ZOOM" --scene-zoom-direction "$SCENE_ZOOM_DIRECTION" --scene-zoom-share "$SCENE_ZOOM_SHARE" \
   --seed "$SEED" --checkpoint-every "$CHECKPOINT_EVERY" --eval-every "$EVAL_EVERY" \
   ${COORDINATOR_ADDRESS:+--coordinator-address "$COORDINATOR_ADDRESS"} \

@@ -143,6 +143,31 @@ def test_train_steps_with_giou_coordinates_lower_them():
     assert np.all(np.isfinite(history)) and history[-1] < history[0]
 
 
+def test_hardest_absent_by_hand():
+    present = [[1.0, 0.0], [0.0, 1.0]]
+    absent = [[0.6, 0.8], [-1.0, 0.0], [0.99, 0.141]]  # nearest one present by cosine 0.8, 0, 0.99
+    anchors = np.array([present + absent, present + absent[::-1]], np.float32)[:, :, None]  # (2, 5, 1, 2)
+    np.testing.assert_array_equal(train.hardest_absent(anchors, 2, 1), [[0, 1, 4], [0, 1, 2]])
+    np.testing.assert_array_equal(train.hardest_absent(anchors, 2, 2), [[0, 1, 4, 2], [0, 1, 2, 4]])
+
+
+def test_hard_absent_loss_is_the_loss_of_the_chosen_objects():
+    """With each object's views normalised on their own, the objects' embeddings do not depend on
+    which others share the batch: the loss over C + K' candidates is the plain loss over the C + K
+    chosen."""
+    hp, models, batch = setup(num_objects=2, absent_queries_per_scene=1, absent_candidates=2,
+                              embedding_batch_norm="object", **WEIGHTS)  # the batch's 4 objects: 2 + 2 candidates
+    params, nt_params = model_state(models)
+    hard, (_, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
+    anchors, _ = train.embed_views(models, params[0], nt_params[0], batch["anchors"], batch["anchor_backgrounds"],
+                                   True, per_object=True)
+    order = train.hardest_absent(anchors, 2, 1)
+    chosen = {k: v if k == "scene" else train.take_objects(v, order) for k, v in batch.items()}
+    plain, _ = jitted(train.loss_fn)(params, nt_params, chosen, models, dataclasses.replace(hp, absent_candidates=0))
+    assert float(hard) == pytest.approx(float(plain), rel=1e-5)
+    assert metrics["classifier_loss"] > 0
+
+
 def test_train_steps_lower_every_loss_term_on_a_fixed_batch(twelve_steps):
     history, _, _ = twelve_steps
     first, last = history[0], history[-1]
