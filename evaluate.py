@@ -85,7 +85,8 @@ def model_answer(models, params, nt_params):
         probs, raw, _ = infer_batch(params, nt_params, {k: batch[k] for k in INFERENCE_KEYS}, models)
         if raw is None:
             return np.asarray(probs), None
-        decoded = [[decode(r, config.priors, config.stride) for r in scene] for scene in np.asarray(raw)]
+        decoded = [[decode(r, config.priors, config.stride, cells=config.box_cells) for r in scene]
+                   for scene in np.asarray(raw)]
         return np.asarray(probs), decoded
 
     return answer

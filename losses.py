@@ -36,7 +36,7 @@ def focal_loss(logits, targets, alpha=0.25, gamma=2.0):
     return jnp.mean(optax.sigmoid_focal_loss(logits, targets.astype(logits.dtype), alpha=alpha, gamma=gamma))
 
 
-def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None, giou=None):
+def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None, giou=None, cells=1):
     """YOLO-style box losses of (..., A, 5) raw outputs against boxes.cell_targets -> (objectness,
     coordinates), each a sum over the responsible (cell, prior)s' share, divided by their number.
 
@@ -48,7 +48,8 @@ def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None,
     takes it: binary cross-entropy against it, weighted by it; the negatives' focal term is
     unchanged (its weight 1 - alpha = 0.75 is the varifocal loss's own).
     Coordinates, only where responsible: binary cross-entropy of sigmoid(t_x), sigmoid(t_y)
-    against the centre's offset in its cell, squared error of t_w, t_h against log(size / prior);
+    against the centre's offset in its cell (through boxes.cell_offset's stretch, with cells
+    3), squared error of t_w, t_h against log(size / prior);
     or, given giou ((..., A), boxes.target_iou(generalized=True) of the outputs), 1 - giou, which
     weighs each error by what it costs the box's overlap (a small box's misplacement more).
     """
@@ -61,7 +62,8 @@ def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None,
         per_prior = jnp.where(responsible > 0, positive, per_prior)
     objectness = jnp.sum(per_prior) / count
     if giou is None:
-        xy = jnp.sum(optax.sigmoid_binary_cross_entropy(outputs[..., 1:3], targets[..., 1:3]), axis=-1)
+        offset = targets[..., 1:3] if cells == 1 else (targets[..., 1:3] + 0.5) / 2  # the sigmoid's target
+        xy = jnp.sum(optax.sigmoid_binary_cross_entropy(outputs[..., 1:3], offset), axis=-1)
         wh = jnp.sum(jnp.square(outputs[..., 3:5] - targets[..., 3:5]), axis=-1)
         per_prior = xy + wh
     else:
@@ -72,7 +74,7 @@ def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None,
 def box_targets(boxes, config):
     """(B, Q, I, 4) pixel boxes (-1 rows hidden) -> (B, Q, G, G, A, 5) cell targets for the box head."""
     targets = functools.partial(cell_targets, priors=jnp.asarray(config.priors), grid=config.grid_size,
-                                stride=config.stride)
+                                stride=config.stride, cells=config.box_cells)
     return jax.vmap(jax.vmap(targets))(boxes)
 
 
@@ -80,13 +82,13 @@ def box_near_misses(box_outputs, boxes, config, iou_threshold):
     """(B, Q, G, G, A, 5) raw outputs and (B, Q, I, 4) pixel boxes -> (B, Q, G, G, A) boxes.near_misses,
     a constant of the loss (no gradient flows through which predictions are ignored)."""
     near = functools.partial(near_misses, priors=jnp.asarray(config.priors), stride=config.stride,
-                             iou_threshold=iou_threshold)
+                             iou_threshold=iou_threshold, cells=config.box_cells)
     return jax.vmap(jax.vmap(near))(jax.lax.stop_gradient(box_outputs), boxes)
 
 
 def box_target_iou(box_outputs, targets, config, generalized=False):
     """(B, Q, G, G, A, 5) raw outputs and box_targets -> (B, Q, G, G, A) boxes.target_iou."""
-    return target_iou(box_outputs, targets, jnp.asarray(config.priors), config.stride, generalized)
+    return target_iou(box_outputs, targets, jnp.asarray(config.priors), config.stride, generalized, config.box_cells)
 
 
 def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config):
@@ -111,7 +113,8 @@ def total_loss(anchors, positives, logits, box_outputs, masks, boxes, hp, config
         quality = (box_target_iou(jax.lax.stop_gradient(box_outputs), targets, config)
                    if hp.box_objectness == "iou" else None)
         giou = box_target_iou(box_outputs, targets, config, generalized=True) if hp.box_coordinates == "giou" else None
-        objectness, coordinates = box_loss(box_outputs, targets, ignore=ignore, quality=quality, giou=giou)
+        objectness, coordinates = box_loss(box_outputs, targets, ignore=ignore, quality=quality, giou=giou,
+                                           cells=config.box_cells)
         loss += hp.box_loss_weight * (objectness + coordinates)
         metrics.update(box_loss=objectness + coordinates, box_objectness_loss=objectness,
                        box_coordinates_loss=coordinates)

@@ -53,6 +53,10 @@ class ModelConfig:
     # box head (the original has none): A prior (width, height) in scene pixels, from
     # k-means on the training boxes (train.py --num-priors); empty: no box head
     priors: tuple = ()
+    # cells responsible for each instance: 1, the one holding its centre (YOLOv2), or 3, also the
+    # nearer horizontal and vertical neighbour, whose boxes reach half a cell farther (YOLOv5;
+    # boxes.py): it sets how t_x, t_y decode, so it belongs to the model
+    box_cells: int = 1
     # of obj_embeddings and scene_features, the two dense layers the embedding passes through;
     # the original's: truncated_normal (Keras' TruncatedNormal, stddev 0.05)
     dense_initializer: str = "glorot_uniform"

@@ -92,6 +92,9 @@ class Hyperparameters:
         "yolo", "the responsible prediction's coordinates loss: yolo (binary cross-entropy of the centre's offset "
         "in its cell, squared error of log size), or giou: 1 - the generalized IoU of its box with the instance's",
         choices=("yolo", "giou"))
+    box_cells: int = hyperparameter(
+        1, "cells responsible for each instance: 1, the one holding its centre (YOLOv2), or 3: also its nearer "
+        "horizontal and vertical neighbour, whose boxes are taught to reach it (YOLOv5)", type=int, choices=(1, 3))
     temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
     contrastive_reduction: str = hyperparameter(
         "mean", "over a scene's C + K objects: mean, or sum (the original's: with the same weights, the contrastive "
@@ -239,8 +242,8 @@ def build(hp, train_split=None):
         config = dataclasses.replace(config, priors=training_priors(train_split, hp.num_priors, hp.seed))
     elif not hp.num_priors:
         config = dataclasses.replace(config, priors=())
-    return build_models(dataclasses.replace(config, dense_initializer=hp.dense_initializer, matching=hp.matching),
-                        hp.seed)
+    return build_models(dataclasses.replace(config, dense_initializer=hp.dense_initializer, matching=hp.matching,
+                                            box_cells=hp.box_cells), hp.seed)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ cd "$(dirname "$0")"
 : "${BOX_IGNORE_IOU:=0.0}"            # predictions overlapping an instance by more: not background (YOLOv3: 0.5)
 : "${BOX_OBJECTNESS:=one}"            # the responsible prediction's target: one, or iou (its box's IoU, YOLOv2)
 : "${BOX_COORDINATES:=yolo}"          # yolo, or giou: 1 - the generalized IoU of the box with the instance's
+: "${BOX_CELLS:=1}"                   # cells responsible per instance: 1 (its centre's), or 3 (+ 2 neighbours)
 : "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
 : "${ABSENT_CANDIDATES:=0}"           # K' > K: query the K of K' absent objects nearest the scene's (hard)
 : "${SCENE_ZOOM:=1.0}"                # Z: training scenes zoomed by a factor from [1/Z, Z]; 1: as rendered
@@ -66,7 +67,7 @@ set -x
   --embedding-batch-norm "$EMBEDDING_BATCH_NORM" --focal-alpha "$FOCAL_ALPHA" --focal-gamma "$FOCAL_GAMMA" \
   --dense-initializer "$DENSE_INITIALIZER" --matching "$MATCHING" \
   --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" --box-ignore-iou "$BOX_IGNORE_IOU" \
-  --box-objectness "$BOX_OBJECTNESS" --box-coordinates "$BOX_COORDINATES" \
+  --box-objectness "$BOX_OBJECTNESS" --box-coordinates "$BOX_COORDINATES" --box-cells "$BOX_CELLS" \
   --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --absent-candidates "$ABSENT_CANDIDATES" \
   --crop-references "$CROP_REFERENCES" \
   --scene-zoom "$SCENE_ZOOM" --scene-zoom-direction "$SCENE_ZOOM_DIRECTION" --scene-zoom-share "$SCENE_ZOOM_SHARE" \

@@ -21,7 +21,7 @@ for a in (0.0, 0.25, 0.5, 0.75, 1.0):
         for scene_probs, scene_raw in zip(probs, raw):
             row = []
             for p, r in zip(scene_probs, scene_raw):
-                boxes, objectness = decode(r, config.priors, config.stride)
+                boxes, objectness = decode(r, config.priors, config.stride, cells=config.box_cells)
                 row.append((boxes, objectness ** (1 - a) * np.repeat(p.reshape(-1), len(config.priors)) ** a))
             mixed.append(row)
         return probs, mixed

@@ -2,7 +2,8 @@ import jax
 import numpy as np
 import pytest
 
-from boxes import box_iou, cell_targets, decode, detections, kmeans_priors, near_misses, nms, shape_iou, target_iou
+from boxes import (box_iou, cell_offset, cell_targets, decode, detections, kmeans_priors, near_misses, nms, shape_iou,
+                   target_iou)
 from metrics import box_metrics, detection_average_precision, match_detections
 
 PRIORS = np.array([[8.0, 8.0], [16.0, 32.0]])
@@ -36,6 +37,33 @@ def test_targets_decode_back_to_the_boxes():
     found, scores = detections(raw, PRIORS, 8.0, threshold=0.5, iou_threshold=0.5)
     np.testing.assert_allclose(found[np.argsort(found[:, 0])], boxes[:2], atol=1e-3)
     assert len(decode(raw, PRIORS, 8.0)[0]) == 8 * 8 * 2
+
+
+def test_three_cell_targets_by_hand():
+    boxes = np.array([[3, 5, 13, 14],  # centre (1.0, 1.1875) cells: cell (col 1, row 1), nearer left and up
+                      [14, 10, 22, 18],  # centre (2.25, 1.75): cell (2, 1); its left neighbour is the first's centre
+                      [0, 20, 6, 28]], dtype=np.int16)  # centre (0.375, 3.0): no left neighbour on the grid
+    targets = np.asarray(jax.jit(cell_targets, static_argnums=(2, 3, 4))(boxes, PRIORS, 8, 8.0, 3))
+    responsible = {tuple(int(i) for i in at): tuple(float(v) for v in np.round(targets[tuple(at)][1:3], 4))
+                   for at in np.argwhere(targets[..., 0])}
+    assert responsible == {  # (row, col, prior): the centre's offset from that cell's corner, in cells
+        (1, 1, 0): (0.0, 0.1875), (1, 0, 0): (1.0, 0.1875), (0, 1, 0): (0.0, 1.1875),  # the first, all three
+        (1, 2, 0): (0.25, 0.75), (2, 2, 0): (0.25, -0.25),  # the second: centre and lower neighbour
+        (3, 0, 0): (0.375, 0.0), (2, 0, 0): (0.375, 1.0)}  # the third: not wrapped round to column 7
+    assert cell_targets(boxes, PRIORS, 8, 8.0)[..., 0].sum() == 3
+    # outputs that hit every responsible prediction's target: each decodes to its instance's box
+    raw = targets.copy()
+    stretched = np.clip((targets[..., 1:3] + 0.5) / 2, 1e-6, 1 - 1e-6)  # cell_offset undone
+    raw[..., 1:3] = np.log(stretched / (1 - stretched))
+    np.testing.assert_allclose(cell_offset(1 / (1 + np.exp(-raw[..., 1:3])), 3)[targets[..., 0] > 0],
+                               targets[..., 1:3][targets[..., 0] > 0], atol=1e-5)
+    decoded = decode(raw, PRIORS, 8.0, cells=3)[0].reshape(8, 8, 2, 4)
+    for (row, col, prior), (x, y) in responsible.items():
+        instance = np.argmin(np.abs((boxes[:, :2] + boxes[:, 2:]) / 16 - [col + x, row + y]).sum(axis=1))
+        np.testing.assert_allclose(decoded[row, col, prior], boxes[instance], atol=1e-3)
+    iou = np.asarray(target_iou(raw, targets, PRIORS, 8.0, cells=3))
+    np.testing.assert_allclose(iou[targets[..., 0] > 0], 1.0, rtol=1e-5)
+    assert cell_offset(0.0, 3) == -0.5 and cell_offset(1.0, 3) == 1.5 and cell_offset(0.5, 3) == 0.5
 
 
 def test_near_misses_by_hand():

@@ -74,6 +74,17 @@ def test_box_loss_with_giou_coordinates_by_hand():
     assert float(objectness) == pytest.approx(float(box_loss(outputs, targets)[0]), rel=1e-6)
 
 
+def test_box_loss_with_three_cells_by_hand():
+    targets = np.zeros((4, 4, 2, 5), np.float32)
+    targets[1, 2, 0] = [1, 1.0, -0.25, 0.0, 0.0]  # a neighbour's: the centre on its right edge, a quarter cell up
+    outputs = np.zeros_like(targets)
+    outputs[1, 2, 0, 1:3] = np.log(3.0)  # sigmoid 0.75: 2 x 0.75 - 0.5 = 1.0 cell, right for x
+    # the sigmoid's targets are the offsets stretched back: (1.0 + 0.5) / 2 = 0.75, (-0.25 + 0.5) / 2 = 0.125
+    bce = lambda p, t: -(t * np.log(p) + (1 - t) * np.log(1 - p))  # noqa: E731
+    coordinates = box_loss(outputs, targets, cells=3)[1]
+    assert float(coordinates) == pytest.approx(bce(0.75, 0.75) + bce(0.75, 0.125), rel=1e-5)
+
+
 def test_contrastive_sum_is_the_originals_reduction():
     views = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]], [[0.6, 0.8]]])  # (C=3, N=1, E=2)
     mean = contrastive_loss(views, views)

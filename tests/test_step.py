@@ -44,7 +44,7 @@ def synthetic_batch(config, seed=0):
 
 def setup(priors=PRIORS, **hyperparameters):
     hp = train.Hyperparameters(schedule="constant", warmup_steps=0, num_priors=len(priors), **hyperparameters)
-    models = build_models(dataclasses.replace(TINY_MODEL, priors=priors), seed=0)
+    models = build_models(dataclasses.replace(TINY_MODEL, priors=priors, box_cells=hp.box_cells), seed=0)
     return hp, models, synthetic_batch(models.config)
 
 
@@ -141,6 +141,18 @@ def test_train_steps_with_giou_coordinates_lower_them():
                                                                  optimizer)
         history.append(float(metrics["box_coordinates_loss"]))
     assert np.all(np.isfinite(history)) and history[-1] < history[0]
+
+
+def test_train_steps_with_three_cells_per_instance_lower_the_box_loss():
+    hp, models, batch = setup(learning_rate=3e-3, box_cells=3, **WEIGHTS)
+    optimizer = train.make_optimizer(hp)
+    params, nt_params = model_state(models)
+    opt_state, history = optimizer.init(params), []
+    for _ in range(8):
+        params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, models, hp,
+                                                                 optimizer)
+        history.append((float(metrics["box_objectness_loss"]), float(metrics["box_coordinates_loss"])))
+    assert np.all(np.isfinite(history)) and np.all(np.array(history[-1]) < history[0])
 
 
 def test_hardest_absent_by_hand():
