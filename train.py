@@ -540,8 +540,7 @@ def train(hp, launch):
     models = build(hp, train_split)
     check_scene_size(train_split, models.config)
     loader = EpisodeLoader(train_split, hp.num_objects, hp.num_views, hp.seed, training=True,
-                           num_absent=hp.absent_drawn,
-                           crop_share=hp.crop_references,
+                           num_absent=hp.absent_drawn, crop_share=hp.crop_references,
                            crops=SceneCrops(train_split) if hp.crop_references else None, zoom=hp.scene_zoom,
                            zoom_in=hp.scene_zoom_direction == "both", zoom_share=hp.scene_zoom_share)
     EpisodeLoader(val_split, hp.num_objects, hp.num_views, hp.seed, training=False, positives=False)  # C, N fit?

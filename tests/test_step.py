@@ -51,18 +51,31 @@ def setup(priors=PRIORS, **hyperparameters):
 WEIGHTS = dict(contrastive_loss_weight=2.0, classifier_loss_weight=30.0, box_loss_weight=0.5)
 
 
-@pytest.fixture(scope="module")
-def twelve_steps():
-    """12 real train steps on a fixed synthetic batch -> (history of metrics, initial and final nt_params)."""
-    hp, models, batch = setup(learning_rate=3e-3, **WEIGHTS)
+def initial_losses(**hyperparameters):
+    """loss_fn's metrics at the initial weights on the synthetic batch, as floats."""
+    hp, models, batch = setup(**hyperparameters, **WEIGHTS)
+    params, nt_params = model_state(models)
+    _, (_, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def train_steps(steps, **hyperparameters):
+    """`steps` real train steps on one fixed synthetic batch -> (their metrics as floats, initial and
+    final nt_params)."""
+    hp, models, batch = setup(learning_rate=3e-3, **hyperparameters, **WEIGHTS)
     optimizer = train.make_optimizer(hp)
     params, nt_params = model_state(models)
     initial_nt, opt_state, history = nt_params, optimizer.init(params), []
-    for _ in range(12):
+    for _ in range(steps):
         params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, models, hp,
                                                                  optimizer)
         history.append({k: float(v) for k, v in metrics.items()})
     return history, initial_nt, nt_params
+
+
+@pytest.fixture(scope="module")
+def twelve_steps():
+    return train_steps(12)
 
 
 def assert_weighted_sum(metrics, box_head):
@@ -95,36 +108,21 @@ def test_loss_without_a_box_head():
 
 def test_box_ignore_threshold_only_lowers_the_objectness_loss():
     """Ignoring near misses drops terms from the objectness sum (each >= 0), never adds any."""
-    losses = {}
-    for iou in (0.0, 0.01):  # at 0.01 about every prediction near an instance is ignored
-        hp, models, batch = setup(box_ignore_iou=iou, **WEIGHTS)
-        params, nt_params = model_state(models)
-        _, (_, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
-        losses[iou] = {k: float(v) for k, v in metrics.items()}
+    losses = {iou: initial_losses(box_ignore_iou=iou) for iou in (0.0, 0.01)}  # 0.01: ~all near ones ignored
     assert losses[0.01]["box_objectness_loss"] < losses[0.0]["box_objectness_loss"]
     for term in ("contrastive_loss", "classifier_loss", "box_coordinates_loss"):
         assert losses[0.01][term] == pytest.approx(losses[0.0][term], rel=1e-6), term
 
 
 def test_iou_objectness_changes_only_the_objectness_term():
-    losses = {}
-    for target in ("one", "iou"):
-        hp, models, batch = setup(box_objectness=target, **WEIGHTS)
-        params, nt_params = model_state(models)
-        _, (_, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
-        losses[target] = {k: float(v) for k, v in metrics.items()}
+    losses = {target: initial_losses(box_objectness=target) for target in ("one", "iou")}
     assert losses["iou"]["box_objectness_loss"] != pytest.approx(losses["one"]["box_objectness_loss"], rel=1e-3)
     for term in ("contrastive_loss", "classifier_loss", "box_coordinates_loss"):
         assert losses["iou"][term] == pytest.approx(losses["one"][term], rel=1e-6), term
 
 
 def test_giou_coordinates_change_only_the_coordinates_term():
-    losses = {}
-    for loss in ("yolo", "giou"):
-        hp, models, batch = setup(box_coordinates=loss, **WEIGHTS)
-        params, nt_params = model_state(models)
-        _, (_, metrics) = jitted(train.loss_fn)(params, nt_params, batch, models, hp)
-        losses[loss] = {k: float(v) for k, v in metrics.items()}
+    losses = {loss: initial_losses(box_coordinates=loss) for loss in ("yolo", "giou")}
     assert 0 < losses["giou"]["box_coordinates_loss"] < 2  # 1 - GIoU, GIoU in (-1, 1]
     assert losses["giou"]["box_coordinates_loss"] != pytest.approx(losses["yolo"]["box_coordinates_loss"], rel=1e-3)
     for term in ("contrastive_loss", "classifier_loss", "box_objectness_loss"):
@@ -132,27 +130,13 @@ def test_giou_coordinates_change_only_the_coordinates_term():
 
 
 def test_train_steps_with_giou_coordinates_lower_them():
-    hp, models, batch = setup(learning_rate=3e-3, box_coordinates="giou", **WEIGHTS)
-    optimizer = train.make_optimizer(hp)
-    params, nt_params = model_state(models)
-    opt_state, history = optimizer.init(params), []
-    for _ in range(8):
-        params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, models, hp,
-                                                                 optimizer)
-        history.append(float(metrics["box_coordinates_loss"]))
+    history = [m["box_coordinates_loss"] for m in train_steps(8, box_coordinates="giou")[0]]
     assert np.all(np.isfinite(history)) and history[-1] < history[0]
 
 
 def test_train_steps_with_three_cells_per_instance_lower_the_box_loss():
-    hp, models, batch = setup(learning_rate=3e-3, box_cells=3, **WEIGHTS)
-    optimizer = train.make_optimizer(hp)
-    params, nt_params = model_state(models)
-    opt_state, history = optimizer.init(params), []
-    for _ in range(8):
-        params, nt_params, opt_state, metrics = train.train_step(params, nt_params, opt_state, batch, models, hp,
-                                                                 optimizer)
-        history.append((float(metrics["box_objectness_loss"]), float(metrics["box_coordinates_loss"])))
-    assert np.all(np.isfinite(history)) and np.all(np.array(history[-1]) < history[0])
+    history = np.array([(m["box_objectness_loss"], m["box_coordinates_loss"]) for m in train_steps(8, box_cells=3)[0]])
+    assert np.all(np.isfinite(history)) and np.all(history[-1] < history[0])
 
 
 def test_hardest_absent_by_hand():
