@@ -57,6 +57,10 @@ class ModelConfig:
     # nearer horizontal and vertical neighbour, whose boxes reach half a cell farther (YOLOv5;
     # boxes.py): it sets how t_x, t_y decode, so it belongs to the model
     box_cells: int = 1
+    # 3x3 conv layers (the classifier's first width) the box outputs read through, as YOLOv3's
+    # heads convolve 3x3 before their 1x1 outputs: a cell then sees its neighbours' features when
+    # it places a box. 0: each cell's box from its own features alone, as its P(object) is
+    box_head_convs: int = 0
     # of obj_embeddings and scene_features, the two dense layers the embedding passes through;
     # the original's: truncated_normal (Keras' TruncatedNormal, stddev 0.05)
     dense_initializer: str = "glorot_uniform"
@@ -326,12 +330,19 @@ def scene_model(config=SEED_CONFIG):
                           name="classifier")(x)
     if not config.priors:
         return keras.Model([scene, embedding], logits, name="scene")
+    return keras.Model([scene, embedding], [logits, box_head(x, embedding, config)], name="scene")
+
+
+def box_head(x, embedding, config):
+    """(C, G, G, ch) the classifier's features, (C, E) embeddings -> (C, G, G, A, 5) box outputs."""
+    for i in range(config.box_head_convs):
+        x = conv_bn_relu(x, config.classifier_filters[0], 3, 1, f"box_head_{i}")
+        x = FiLM(name=f"film_box_head_{i}")([x, embedding]) if config.matching == "film" else x
     a, g = len(config.priors), config.grid_size
     # objectness starts low as the classifier's does; box terms at 0 (the prior itself, centred)
     bias = keras.initializers.Constant([config.classifier_bias, 0.0, 0.0, 0.0, 0.0] * a)
     boxes = layers.Dense(5 * a, bias_initializer=bias, name="boxes")(x)
-    boxes = layers.Reshape((g, g, a, 5), name="boxes_per_prior")(boxes)
-    return keras.Model([scene, embedding], [logits, boxes], name="scene")
+    return layers.Reshape((g, g, a, 5), name="boxes_per_prior")(boxes)
 
 
 

@@ -95,6 +95,10 @@ class Hyperparameters:
     box_cells: int = hyperparameter(
         1, "cells responsible for each instance: 1, the one holding its centre (YOLOv2), or 3: also its nearer "
         "horizontal and vertical neighbour, whose boxes are taught to reach it (YOLOv5)", type=int, choices=(1, 3))
+    box_head_convs: int = hyperparameter(
+        1, "3x3 conv layers the box outputs read through, so that a cell sees its neighbours when it places a "
+        "box (YOLOv3's heads; 1 beat 0 at the demo budget, docs/results.md); 0: each cell's box from its own "
+        "features", type=non_negative_int)
     temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
     contrastive_reduction: str = hyperparameter(
         "mean", "over a scene's C + K objects: mean, or sum (the original's: with the same weights, the contrastive "
@@ -150,7 +154,7 @@ class Hyperparameters:
 
 
 # what runs did before these flags existed, where today's default differs: an older run resumes as it began
-BEFORE_THEIR_FLAGS = {"crop_references": 0.0, "matching": "add"}
+BEFORE_THEIR_FLAGS = {"crop_references": 0.0, "matching": "add", "box_head_convs": 0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +247,7 @@ def build(hp, train_split=None):
     elif not hp.num_priors:
         config = dataclasses.replace(config, priors=())
     return build_models(dataclasses.replace(config, dense_initializer=hp.dense_initializer, matching=hp.matching,
-                                            box_cells=hp.box_cells), hp.seed)
+                                            box_cells=hp.box_cells, box_head_convs=hp.box_head_convs), hp.seed)
 
 
 # ---------------------------------------------------------------------------------------------

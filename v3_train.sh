@@ -1,7 +1,7 @@
 #!/bin/sh
 # Trains the embedding and scene models jointly on the small profile with the CPU model config.
-# Runtime on a 2-core CPU: ~7 min (7 min 10 s measured 2026-11-24: 3000 steps at ~7.9 steps/s,
-# six validations, compiling).
+# Runtime on a 2-core CPU: ~13 min (12 min 43 s measured 2026-11-24 with today's defaults, the
+# 3x3 box head included: 3000 steps at ~4.3 steps/s, six validations, compiling; 7-9 min without it).
 # Result: runs/<timestamp>/ with weights, metrics.jsonl, loss.png, validation.png, debug/*.png;
 # validation AP (and box AP50) on unseen objects well above a constant guess (docs/training.md).
 set -e
@@ -36,6 +36,7 @@ cd "$(dirname "$0")"
 : "${BOX_OBJECTNESS:=one}"            # the responsible prediction's target: one, or iou (its box's IoU, YOLOv2)
 : "${BOX_COORDINATES:=yolo}"          # yolo, or giou: 1 - the generalized IoU of the box with the instance's
 : "${BOX_CELLS:=1}"                   # cells responsible per instance: 1 (its centre's), or 3 (+ 2 neighbours)
+: "${BOX_HEAD_CONVS:=1}"              # 3x3 convs before the box outputs (YOLOv3's heads); 0: cell by cell
 : "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
 : "${ABSENT_CANDIDATES:=0}"           # K' > K: query the K of K' absent objects nearest the scene's (hard)
 : "${SCENE_ZOOM:=1.0}"                # Z: training scenes zoomed by a factor from [1/Z, Z]; 1: as rendered
@@ -68,6 +69,7 @@ set -x
   --dense-initializer "$DENSE_INITIALIZER" --matching "$MATCHING" \
   --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" --box-ignore-iou "$BOX_IGNORE_IOU" \
   --box-objectness "$BOX_OBJECTNESS" --box-coordinates "$BOX_COORDINATES" --box-cells "$BOX_CELLS" \
+  --box-head-convs "$BOX_HEAD_CONVS" \
   --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --absent-candidates "$ABSENT_CANDIDATES" \
   --crop-references "$CROP_REFERENCES" \
   --scene-zoom "$SCENE_ZOOM" --scene-zoom-direction "$SCENE_ZOOM_DIRECTION" --scene-zoom-share "$SCENE_ZOOM_SHARE" \

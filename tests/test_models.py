@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY_MODEL
-from models import (SEED_CONFIG, Conv2D, add_to_each, conv_bn_relu, embedding_model, pointwise_matmul, scene_model,
-                    strided_conv)
+from models import (SEED_CONFIG, Conv2D, add_to_each, box_head, conv_bn_relu, embedding_model, pointwise_matmul,
+                    scene_model, strided_conv)
 
 
 def counts(model):
@@ -96,6 +96,25 @@ def test_film_matching_scales_and_shifts_each_object_and_starts_as_add():
     scene, embeddings = rng.random((1, 128, 128, 3)), rng.normal(size=(3, 8))
     np.testing.assert_allclose(np.asarray(film([scene, embeddings])), np.asarray(add([scene, embeddings])),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("convs", [0, 1, 2])
+def test_box_head_cells_see_their_neighbours_through_each_3x3_conv(convs):
+    import dataclasses
+
+    config = dataclasses.replace(TINY_MODEL, priors=((8.0, 8.0),), box_head_convs=convs, matching="film")
+    g, channels = config.grid_size, config.classifier_filters[-1]
+    features, embedding = keras.Input((g, g, channels)), keras.Input((config.embedding_dim,))
+    keras.utils.set_random_seed(0)
+    head = keras.Model([features, embedding], box_head(features, embedding, config))
+    rng = np.random.default_rng(0)
+    x, e = rng.normal(size=(2, g, g, channels)), rng.normal(size=(2, config.embedding_dim))
+    nudged = x.copy()
+    nudged[:, 7, 9] += 1.0  # one cell's features
+    changed = np.any(np.asarray(head([nudged, e])) != np.asarray(head([x, e])), axis=(0, 3, 4))  # (g, g)
+    rows, cols = np.nonzero(changed)  # by hand: a (2 convs + 1)-wide square around (7, 9)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (7 - convs, 7 + convs, 9 - convs, 9 + convs)
+    assert changed.sum() == (2 * convs + 1) ** 2
 
 
 CONV_HLO = """

@@ -44,7 +44,8 @@ def synthetic_batch(config, seed=0):
 
 def setup(priors=PRIORS, **hyperparameters):
     hp = train.Hyperparameters(schedule="constant", warmup_steps=0, num_priors=len(priors), **hyperparameters)
-    models = build_models(dataclasses.replace(TINY_MODEL, priors=priors, box_cells=hp.box_cells), seed=0)
+    models = build_models(dataclasses.replace(TINY_MODEL, priors=priors, box_cells=hp.box_cells,
+                                              box_head_convs=hp.box_head_convs), seed=0)
     return hp, models, synthetic_batch(models.config)
 
 
@@ -136,6 +137,12 @@ def test_train_steps_with_giou_coordinates_lower_them():
 
 def test_train_steps_with_three_cells_per_instance_lower_the_box_loss():
     history = np.array([(m["box_objectness_loss"], m["box_coordinates_loss"]) for m in train_steps(8, box_cells=3)[0]])
+    assert np.all(np.isfinite(history)) and np.all(history[-1] < history[0])
+
+
+def test_train_steps_with_a_3x3_box_head_lower_the_box_loss():
+    history = np.array([(m["box_objectness_loss"], m["box_coordinates_loss"])
+                        for m in train_steps(8, box_head_convs=1)[0]])
     assert np.all(np.isfinite(history)) and np.all(history[-1] < history[0])
 
 

@@ -72,10 +72,12 @@ def test_options_json_holds_every_hyperparameter_and_resume_reads_them_back(trai
     assert hp.steps == 4 and hp.num_views == 2 and hp.num_objects == 3  # as train_run asked
     resumed, launch = train.parse_args(["--resume", str(trained)])
     assert resumed == hp and launch.run_dir == str(trained) and launch.data_dir == options["data_dir"]
-    # a run from before --matching and --crop-references resumes as it was trained, not with today's defaults
+    # a run from before --matching, --crop-references and --box-head-convs resumes as it was trained, not with
+    # today's defaults
     older = train.Hyperparameters.from_options({k: v for k, v in options.items()
-                                                if k not in ("matching", "crop_references")})
-    assert (older.matching, older.crop_references) == ("add", 0.0) != (hp.matching, hp.crop_references)
+                                                if k not in ("matching", "crop_references", "box_head_convs")})
+    assert (older.matching, older.crop_references, older.box_head_convs) == ("add", 0.0, 0)
+    assert (hp.matching, hp.crop_references, hp.box_head_convs) == ("film", 0.5, 1)
 
 
 def script_defaults(script):
