@@ -97,9 +97,9 @@ class Hyperparameters:
         1, "cells responsible for each instance: 1, the one holding its centre (YOLOv2), or 3: also its nearer "
         "horizontal and vertical neighbour, whose boxes are taught to reach it (YOLOv5)", type=int, choices=(1, 3))
     box_head_convs: int = hyperparameter(
-        1, "3x3 conv layers the box outputs read through, so that a cell sees its neighbours when it places a "
-        "box (YOLOv3's heads; 1 beat 0 at the demo budget, docs/results.md); 0: each cell's box from its own "
-        "features", type=non_negative_int)
+        2, "3x3 conv layers the box outputs read through, so that a cell sees its neighbours when it places a "
+        "box (YOLOv3's heads; at the demo budget 1 beat 0 and 2 beat 1, docs/results.md); 0: each cell's box from "
+        "its own features", type=non_negative_int)
     temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
     contrastive_reduction: str = hyperparameter(
         "mean", "over a scene's C + K objects: mean, or sum (the original's: with the same weights, the contrastive "

@@ -36,7 +36,7 @@ cd "$(dirname "$0")"
 : "${BOX_OBJECTNESS:=one}"            # the responsible prediction's target: one, or iou (its box's IoU, YOLOv2)
 : "${BOX_COORDINATES:=giou}"          # giou: 1 - the generalized IoU of the box with the instance's; yolo: YOLOv2's
 : "${BOX_CELLS:=1}"                   # cells responsible per instance: 1 (its centre's), or 3 (+ 2 neighbours)
-: "${BOX_HEAD_CONVS:=1}"              # 3x3 convs before the box outputs (YOLOv3's heads); 0: cell by cell
+: "${BOX_HEAD_CONVS:=2}"              # 3x3 convs before the box outputs (YOLOv3's heads); 0: cell by cell
 : "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
 : "${ABSENT_CANDIDATES:=0}"           # K' > K: query the K of K' absent objects nearest the scene's (hard)
 : "${SCENE_ZOOM:=1.0}"                # Z: training scenes zoomed by a factor from [1/Z, Z]; 1: as rendered

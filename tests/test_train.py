@@ -77,7 +77,7 @@ def test_options_json_holds_every_hyperparameter_and_resume_reads_them_back(trai
     newer = ("matching", "crop_references", "box_head_convs", "box_coordinates")
     older = train.Hyperparameters.from_options({k: v for k, v in options.items() if k not in newer})
     assert [getattr(older, k) for k in newer] == ["add", 0.0, 0, "yolo"]
-    assert [getattr(hp, k) for k in newer] == ["film", 0.5, 1, "giou"]
+    assert [getattr(hp, k) for k in newer] == ["film", 0.5, 2, "giou"]
 
 
 def script_defaults(script):
