@@ -93,8 +93,9 @@ def cell_targets(boxes, priors, grid, stride, cells=1):
     return assign(targets, cell)
 
 
-def decode(outputs, priors, stride, xp=np, cells=1):
-    """(G, G, A, 5) raw outputs -> ((G*G*A, 4) pixel boxes, (G*G*A,) scores)."""
+def decode(outputs, priors, stride, xp=np, cells=1, cell_probs=None):
+    """(G, G, A, 5) raw outputs -> ((G*G*A, 4) pixel boxes, (G*G*A,) scores): each box's objectness,
+    or with (G, G) cell_probs, the classifier's P(object), the geometric mean of it and its cell's."""
     outputs, priors = xp.asarray(outputs, float), xp.asarray(priors, float)
     g = outputs.shape[0]
     sigmoid = lambda x: 1 / (1 + xp.exp(-x))  # noqa: E731
@@ -104,7 +105,10 @@ def decode(outputs, priors, stride, xp=np, cells=1):
     w = priors[:, 0] * xp.exp(xp.clip(outputs[..., 3], -10, 10))
     h = priors[:, 1] * xp.exp(xp.clip(outputs[..., 4], -10, 10))
     boxes = xp.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
-    return boxes.reshape(-1, 4), sigmoid(outputs[..., 0]).reshape(-1)
+    scores = sigmoid(outputs[..., 0])
+    if cell_probs is not None:
+        scores = xp.sqrt(scores * xp.asarray(cell_probs, float)[..., None])
+    return boxes.reshape(-1, 4), scores.reshape(-1)
 
 
 def near_misses(outputs, boxes, priors, stride, iou_threshold, cells=1):
@@ -148,11 +152,12 @@ def nms(boxes, scores, iou_threshold):
     return np.array(keep, dtype=np.int64)
 
 
-def detections(outputs, priors, stride, threshold, iou_threshold, max_candidates=200, max_detections=100, cells=1):
-    """Raw outputs of one query -> (n, 4) boxes and (n,) scores: the best max_candidates over the
-    threshold, then NMS (whose cost grows with the square of its input)."""
-    return select(*decode(outputs, priors, stride, cells=cells), threshold, iou_threshold, max_candidates,
-                  max_detections)
+def detections(outputs, priors, stride, threshold, iou_threshold, max_candidates=200, max_detections=100, cells=1,
+               cell_probs=None):
+    """Raw outputs of one query (and its cells' P(object), see decode) -> (n, 4) boxes and (n,) scores:
+    the best max_candidates over the threshold, then NMS (whose cost grows with the square of its input)."""
+    return select(*decode(outputs, priors, stride, cells=cells, cell_probs=cell_probs), threshold, iou_threshold,
+                  max_candidates, max_detections)
 
 
 def select(boxes, scores, threshold, iou_threshold, max_candidates=200, max_detections=100):

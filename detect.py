@@ -158,7 +158,8 @@ class Detector:
         found = {}
         for name, cells, outputs in zip(objects, np.asarray(probs), np.asarray(raw)):
             boxes, scores = detections(outputs, self.config.priors, self.config.stride, threshold, self.nms_iou,
-                                       cells=self.config.box_cells)
+                                       cells=self.config.box_cells,
+                                       cell_probs=cells if self.config.box_score == "geometric" else None)
             # back to the input's pixels: undo the padding and the scale, clip to the image
             boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
             boxes = np.clip(boxes, 0, [rgba.shape[1], rgba.shape[0]] * 2).round().astype(int)

@@ -33,6 +33,7 @@ OPERATING_POINT_FILE = "operating_point.json"  # in a run dir: its threshold, ch
 OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 0.05))
 MIN_SCORE = 0.01  # lowest box score kept for AP
 NMS_IOU = 0.5
+FALSE_ALARM_BUDGET = 0.2  # false alarms per absent query a box recall is also reported at: one in five queries
 EPISODE_KEYS = (*INFERENCE_KEYS, "masks", "obj_ids", "boxes")
 
 
@@ -83,11 +84,13 @@ def model_answer(models, params, nt_params):
 
     def answer(batch):
         probs, raw, _ = infer_batch(params, nt_params, {k: batch[k] for k in INFERENCE_KEYS}, models)
+        probs = np.asarray(probs)
         if raw is None:
-            return np.asarray(probs), None
-        decoded = [[decode(r, config.priors, config.stride, cells=config.box_cells) for r in scene]
-                   for scene in np.asarray(raw)]
-        return np.asarray(probs), decoded
+            return probs, None
+        geometric = config.box_score == "geometric"
+        decoded = [[decode(r, config.priors, config.stride, cells=config.box_cells, cell_probs=p if geometric else None)
+                    for r, p in zip(scene_raw, scene_probs)] for scene_raw, scene_probs in zip(np.asarray(raw), probs)]
+        return probs, decoded
 
     return answer
 
@@ -162,13 +165,15 @@ def box_queries(pred):
 def box_figures(pred, threshold):
     """Box AP over every query (absent ones add only false positives), AP of present queries alone,
     false positives per absent query at the operating threshold (None: these predictions' best
-    operating point), and the operating points."""
+    operating point), the operating points, and the recall within FALSE_ALARM_BUDGET."""
     present, absent = box_queries(pred)
     points = operating_points(present, absent)
     threshold = best_operating_point(points)["threshold"] if threshold is None else threshold
     out = {f"box_{k}": v for k, v in box_metrics(present + absent).items()}
     out.update({f"box_{k}_present_only": v for k, v in box_metrics(present).items() if k.startswith("ap")})
+    recall, at = recall_at_false_alarms(present, absent)
     out.update({"absent_queries": len(absent), "box_threshold": threshold,
+                "box_recall_at_false_alarm_budget": recall, "box_threshold_at_false_alarm_budget": at,
                 "absent_false_positives_per_query": false_positives_per_query([sc for _, sc, _ in absent], threshold),
                 "box_operating_points": points})
     return out
@@ -254,6 +259,19 @@ def operating_points(present, absent, thresholds=OPERATING_THRESHOLDS):
                           "f1": 2 * precision * recall / max(precision + recall, 1e-12),
                           "absent_false_positives_per_query": false_positives_per_query([sc for _, sc, _ in absent], t)}
     return points
+
+
+def recall_at_false_alarms(present, absent, per_query=FALSE_ALARM_BUDGET):
+    """Box recall at IoU 0.5 at the lowest score threshold that keeps the absent queries' detections
+    (all false) to at most `per_query` per absent query, between OPERATING_THRESHOLDS' steps -> (recall,
+    threshold: detections scoring above it are kept; 0.0 where every detection fits the budget)."""
+    allowed = int(np.floor(per_query * len(absent) + 1e-9))
+    absent_scores = np.sort(np.concatenate([sc for _, sc, _ in absent] or [np.zeros(0)]))[::-1]
+    threshold = float(absent_scores[allowed]) if allowed < len(absent_scores) else 0.0
+    scores = np.concatenate([sc for _, sc, _ in present] or [np.zeros(0)])
+    hits = np.concatenate([match_detections(b, sc, tb, 0.5) for b, sc, tb in present] or [np.zeros(0, bool)])
+    num_true = sum(len(tb) for _, _, tb in present)
+    return float(np.sum(hits & (scores > threshold)) / max(num_true, 1)), threshold
 
 
 def object_embeddings(split, run, num_views):

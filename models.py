@@ -68,6 +68,12 @@ class ModelConfig:
     # or "film": also a per-channel scale and shift from the embedding after every decoder add
     # and classifier layer, so that every scale the head reads is conditioned on the object
     matching: str = "add"
+    # what a box's score is: "objectness", its own t_o (YOLO's), or "geometric": the geometric
+    # mean of that and its cell's P(object). The two heads are trained apart and err apart: where
+    # one fires on a look-alike of an absent object and the other does not, the mean ranks it
+    # lower (docs/results.md). Read at test time only; "objectness" here is what a config written
+    # before the field reads as, train.py --box-score gives new runs theirs
+    box_score: str = "objectness"
 
     @property
     def grid_size(self):  # the classifier's output is at 1/8 of the scene
@@ -343,7 +349,6 @@ def box_head(x, embedding, config):
     bias = keras.initializers.Constant([config.classifier_bias, 0.0, 0.0, 0.0, 0.0] * a)
     boxes = layers.Dense(5 * a, bias_initializer=bias, name="boxes")(x)
     return layers.Reshape((g, g, a, 5), name="boxes_per_prior")(boxes)
-
 
 
 def enable_compilation_cache():

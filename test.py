@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 
 from boxes import visible  # noqa: E402
 from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
-from evaluate import (MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, best_operating_point, box_figures,  # noqa: E402
-                      cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load, model_answer,
-                      object_embeddings, retrieval_recall, stored_threshold)
+from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, best_operating_point,  # noqa: E402
+                      box_figures, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load,
+                      model_answer, object_embeddings, retrieval_recall, stored_threshold)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import (atomic_write, border, draw_boxes, heatmap, hstack, io_error_line, non_negative_int,  # noqa: E402
@@ -285,7 +285,9 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
         print(f"boxes, COCO (pycocotools, mean over objects): AP {metrics['coco_ap']:.3f}, AP50 "
               f"{metrics['coco_ap50']:.3f}, AP75 {metrics['coco_ap75']:.3f}; yolz's (pooled over queries): AP50 "
               f"{metrics['box_ap50']:.3f}, AP[.50:.95] {metrics['box_ap50_95']:.3f}; false positives per absent "
-              f"query {metrics['absent_false_positives_per_query']:.2f} at score {threshold}")
+              f"query {metrics['absent_false_positives_per_query']:.2f} at score {threshold}; recall "
+              f"{metrics['box_recall_at_false_alarm_budget']:.3f} at {FALSE_ALARM_BUDGET} false positives per absent "
+              f"query (score > {metrics['box_threshold_at_false_alarm_budget']:.3f})")
     coco = ", coco_ground_truth.json, coco_detections.json" if run.config.priors else ""
     print(f"wrote {out_dir}/: metrics.json{coco}, pr_curve.png, pairs/; look at {out_dir}/index.html")
     return metrics

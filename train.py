@@ -100,6 +100,11 @@ class Hyperparameters:
         2, "3x3 conv layers the box outputs read through, so that a cell sees its neighbours when it places a "
         "box (YOLOv3's heads; at the demo budget 1 beat 0 and 2 beat 1, docs/results.md); 0: each cell's box from "
         "its own features", type=non_negative_int)
+    box_score: str = hyperparameter(
+        "geometric", "a box's score: objectness, its own (YOLO's), or geometric: the geometric mean of that and its "
+        "cell's P(object), which ranks absent objects' look-alikes lower: more recall at few false alarms "
+        "(docs/results.md); read at test time only",
+        choices=("objectness", "geometric"))
     temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
     contrastive_reduction: str = hyperparameter(
         "mean", "over a scene's C + K objects: mean, or sum (the original's: with the same weights, the contrastive "
@@ -155,7 +160,8 @@ class Hyperparameters:
 
 
 # what runs did before these flags existed, where today's default differs: an older run resumes as it began
-BEFORE_THEIR_FLAGS = {"crop_references": 0.0, "matching": "add", "box_head_convs": 0, "box_coordinates": "yolo"}
+BEFORE_THEIR_FLAGS = {"crop_references": 0.0, "matching": "add", "box_head_convs": 0, "box_coordinates": "yolo",
+                      "box_score": "objectness"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +254,8 @@ def build(hp, train_split=None):
     elif not hp.num_priors:
         config = dataclasses.replace(config, priors=())
     return build_models(dataclasses.replace(config, dense_initializer=hp.dense_initializer, matching=hp.matching,
-                                            box_cells=hp.box_cells, box_head_convs=hp.box_head_convs), hp.seed)
+                                            box_cells=hp.box_cells, box_head_convs=hp.box_head_convs,
+                                            box_score=hp.box_score), hp.seed)
 
 
 # ---------------------------------------------------------------------------------------------

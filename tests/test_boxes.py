@@ -39,6 +39,18 @@ def test_targets_decode_back_to_the_boxes():
     assert len(decode(raw, PRIORS, 8.0)[0]) == 8 * 8 * 2
 
 
+def test_geometric_box_scores_by_hand():
+    """A box's objectness 0.8 (logit ln 4) in a cell with P(object) 0.2: geometric score sqrt(0.16) = 0.4;
+    every prior of a cell reads that cell's P(object)."""
+    raw = np.zeros((2, 2, 2, 5))
+    raw[..., 0] = np.log(4.0)
+    cell_probs = np.array([[0.2, 0.8], [0.0, 1.0]])
+    _, objectness = decode(raw, PRIORS, 8.0)
+    _, geometric = decode(raw, PRIORS, 8.0, cell_probs=cell_probs)
+    np.testing.assert_allclose(objectness, 0.8)
+    np.testing.assert_allclose(geometric, [0.4, 0.4, 0.8, 0.8, 0.0, 0.0, np.sqrt(0.8), np.sqrt(0.8)])
+
+
 def test_three_cell_targets_by_hand():
     boxes = np.array([[3, 5, 13, 14],  # centre (1.0, 1.1875) cells: cell (col 1, row 1), nearer left and up
                       [14, 10, 22, 18],  # centre (2.25, 1.75): cell (2, 1); its left neighbour is the first's centre

@@ -75,3 +75,21 @@ def test_coco_and_yolz_box_ap_by_hand():
     assert coco["coco_ap50"] == pytest.approx(76 / 101) and coco["coco_ap"] == pytest.approx(76 / 101)
     assert coco["coco_ap75"] == pytest.approx(76 / 101)
     assert coco_figures(truth, [])["coco_ap50"] == 0.0
+
+
+def test_recall_within_the_false_alarm_budget_by_hand():
+    """Two present queries with 4 true boxes: hits at 0.9, 0.6 and 0.3, a miss at 0.8. Ten absent
+    queries' detections score 0.7, 0.5, 0.4: a budget of 0.2 per query allows 2 of them, so the
+    threshold sits at the third (0.4) and only detections above it count: 2 hits of 4 boxes; a
+    budget of 0 keeps only those above 0.7: 1 hit."""
+    from evaluate import recall_at_false_alarms
+
+    true = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
+    present = [(np.array([[0, 0, 10, 10], [40, 40, 50, 50]]), np.array([0.9, 0.8]), true),
+               (np.array([[20, 20, 30, 30], [0, 0, 10, 10]]), np.array([0.6, 0.3]), true)]
+    nothing = (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4)))
+    absent = [(np.array([[0, 0, 5, 5]] * 3), np.array([0.7, 0.5, 0.4]), np.zeros((0, 4)))] + [nothing] * 9
+    assert recall_at_false_alarms(present, absent, 0.2) == (pytest.approx(0.5), pytest.approx(0.4))
+    assert recall_at_false_alarms(present, absent, 0.1) == (pytest.approx(0.5), pytest.approx(0.5))
+    assert recall_at_false_alarms(present, absent, 0.0) == (pytest.approx(0.25), pytest.approx(0.7))
+    assert recall_at_false_alarms(present, absent, 0.3) == (pytest.approx(0.75), 0.0)  # every detection fits

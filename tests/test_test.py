@@ -16,7 +16,8 @@ def test_end_to_end_writes_every_metric_and_picture(tiny_data, trained):
     assert json.loads((out / "metrics.json").read_text()) == metrics
     for key in ("average_precision", "roc_auc", "positive_rate", "precision@0.25", "recall@0.5", "f1@0.75",
                 "retrieval_recall@1", "per_object_average_precision", "scenes_per_s", "box_ap50", "box_ap50_95",
-                "box_ap50_present_only", "absent_false_positives_per_query", "coco_ap", "coco_ap50", "coco_ap75"):
+                "box_ap50_present_only", "absent_false_positives_per_query", "coco_ap", "coco_ap50", "coco_ap75",
+                "box_recall_at_false_alarm_budget", "box_threshold_at_false_alarm_budget"):
         assert key in metrics
     truth, found = (json.loads((out / f"coco_{n}.json").read_text()) for n in ("ground_truth", "detections"))
     assert len(truth["images"]) == 2 and {c["id"] for c in truth["categories"]} == set(range(15, 20))
@@ -193,3 +194,28 @@ def test_robustness_evaluations_and_their_table(tiny_data, trained, tmp_path):
     assert crops["num_pairs"] == test["num_pairs"]  # the same queries, other references
     page = (run / "test" / "index.html").read_text()
     assert "Robustness" in page and all(f"<td>{name}</td>" in page for name in ("test_shift", "test_crops", "test"))
+
+
+def test_geometric_box_scores_read_each_boxs_own_cell(tiny_data, trained):
+    """With box_score "geometric" the evaluator's candidates are the same boxes, each scored by the
+    geometric mean of its objectness and the P(object) of the cell it was decoded from."""
+    import dataclasses
+
+    from data import EpisodeLoader
+    from evaluate import EPISODE_KEYS, load, model_answer
+
+    run, split = load(str(trained), tiny_data, "test")
+    episode = EpisodeLoader(split, 3, 2, seed=0, training=False, num_absent=1).episode(0)
+    batch = {k: np.stack([episode[k]]) for k in EPISODE_KEYS}
+
+    def answer(box_score):
+        models = dataclasses.replace(run.models, config=dataclasses.replace(run.config, box_score=box_score))
+        return model_answer(models, run.params, run.nt_params)(batch)
+
+    probs, plain = answer("objectness")
+    same_probs, mixed = answer("geometric")
+    np.testing.assert_array_equal(probs, same_probs)
+    priors = len(run.config.priors)
+    for q, ((boxes, objectness), (mixed_boxes, scores)) in enumerate(zip(plain[0], mixed[0])):
+        np.testing.assert_array_equal(boxes, mixed_boxes)
+        np.testing.assert_allclose(scores, np.sqrt(objectness * np.repeat(probs[0, q].reshape(-1), priors)), rtol=1e-6)
