@@ -85,8 +85,9 @@ class Hyperparameters:
         0.0, "a prediction whose box overlaps an instance by more than this is not taught to be background "
         "(YOLOv3's ignore threshold: 0.5); 0: every prediction but the responsible one is", type=unit_interval)
     box_objectness: str = hyperparameter(
-        "one", "the responsible prediction's objectness target: one (YOLOv3's), or iou: the IoU of its box with "
-        "the instance's (YOLOv2's), in a varifocal loss, so that a badly placed box scores low",
+        "iou", "the responsible prediction's objectness target: one (YOLOv3's), or iou: the IoU of its box with "
+        "the instance's (YOLOv2's), in a varifocal loss, so that a badly placed box scores low (beat one with "
+        "two box head convs at the demo budget, docs/results.md)",
         choices=("one", "iou"))
     box_coordinates: str = hyperparameter(
         "giou", "the responsible prediction's coordinates loss: yolo (binary cross-entropy of the centre's offset "
@@ -161,7 +162,7 @@ class Hyperparameters:
 
 # what runs did before these flags existed, where today's default differs: an older run resumes as it began
 BEFORE_THEIR_FLAGS = {"crop_references": 0.0, "matching": "add", "box_head_convs": 0, "box_coordinates": "yolo",
-                      "box_score": "objectness"}
+                      "box_score": "objectness", "box_objectness": "one"}
 
 
 # ---------------------------------------------------------------------------------------------

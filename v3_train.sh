@@ -33,7 +33,7 @@ cd "$(dirname "$0")"
 : "${NUM_PRIORS:=3}"                  # A box priors per cell (k-means on the training boxes); 0: no box head
 : "${BOX_LOSS_WEIGHT:=1.0}"
 : "${BOX_IGNORE_IOU:=0.0}"            # predictions overlapping an instance by more: not background (YOLOv3: 0.5)
-: "${BOX_OBJECTNESS:=one}"            # the responsible prediction's target: one, or iou (its box's IoU, YOLOv2)
+: "${BOX_OBJECTNESS:=iou}"            # the responsible prediction's target: iou (its box's IoU, YOLOv2), or one
 : "${BOX_COORDINATES:=giou}"          # giou: 1 - the generalized IoU of the box with the instance's; yolo: YOLOv2's
 : "${BOX_CELLS:=1}"                   # cells responsible per instance: 1 (its centre's), or 3 (+ 2 neighbours)
 : "${BOX_HEAD_CONVS:=2}"              # 3x3 convs before the box outputs (YOLOv3's heads); 0: cell by cell

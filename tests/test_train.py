@@ -72,12 +72,11 @@ def test_options_json_holds_every_hyperparameter_and_resume_reads_them_back(trai
     assert hp.steps == 4 and hp.num_views == 2 and hp.num_objects == 3  # as train_run asked
     resumed, launch = train.parse_args(["--resume", str(trained)])
     assert resumed == hp and launch.run_dir == str(trained) and launch.data_dir == options["data_dir"]
-    # a run from before --matching, --crop-references, --box-head-convs, --box-coordinates and --box-score
-    # resumes as it was trained, not with today's defaults
-    newer = ("matching", "crop_references", "box_head_convs", "box_coordinates", "box_score")
+    # a run from before today's defaults of these flags resumes as it was trained, not with them
+    newer = ("matching", "crop_references", "box_head_convs", "box_coordinates", "box_score", "box_objectness")
     older = train.Hyperparameters.from_options({k: v for k, v in options.items() if k not in newer})
-    assert [getattr(older, k) for k in newer] == ["add", 0.0, 0, "yolo", "objectness"]
-    assert [getattr(hp, k) for k in newer] == ["film", 0.5, 2, "giou", "geometric"]
+    assert [getattr(older, k) for k in newer] == ["add", 0.0, 0, "yolo", "objectness", "one"]
+    assert [getattr(hp, k) for k in newer] == ["film", 0.5, 2, "giou", "geometric", "iou"]
 
 
 def script_defaults(script):
