@@ -1,7 +1,8 @@
 #!/bin/sh
 # Trains the embedding and scene models jointly on the small profile with the CPU model config.
-# Runtime on a 2-core CPU: ~13 min (12 min 43 s measured 2026-11-24 with today's defaults, the
-# 3x3 box head included: 3000 steps at ~4.3 steps/s, six validations, compiling; 7-9 min without it).
+# Runtime on a 2-core CPU: ~17 min (16 min 17 s measured 2026-11-24 with two 3x3 convs in the box
+# head, sweep.py's film-giou-head2 seed 0 run alone: 3000 steps at ~3.3 steps/s, six validations,
+# compiling; 12 min 43 s with one conv, 7-9 min without the 3x3 head).
 # Result: runs/<timestamp>/ with weights, metrics.jsonl, loss.png, validation.png, debug/*.png;
 # validation AP (and box AP50) on unseen objects well above a constant guess (docs/training.md).
 set -e
