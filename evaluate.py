@@ -16,9 +16,11 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import itertools
 import os
 import time
 
+import jax
 import numpy as np
 from tqdm import tqdm
 
@@ -77,20 +79,63 @@ def load(run_dir, data_dir, split_name):
     return run, split
 
 
-def model_answer(models, params, nt_params):
+def pyramid_tiles(size, tile):
+    """Tiles of side `tile` across [0, size), overlapping by at least a quarter -> [(start, lo, hi)]:
+    each tile answers for the boxes centred in its [lo, hi), and these cut [0, size) once."""
+    n = 1 if size <= tile else int(np.ceil((size - tile) / (0.75 * tile))) + 1
+    starts = np.linspace(0, size - tile, n).round().astype(int)
+    cuts = [0, *((starts[:-1] + tile + starts[1:]) // 2), size]
+    return [(int(start), int(cuts[i]), int(cuts[i + 1])) for i, start in enumerate(starts)]
+
+
+def from_tile(boxes, core, max_side):
+    """(n, 4) boxes in an enlarged scene's pixels -> (n,) bool: centred in a tile's core (x_lo, x_hi,
+    y_lo, y_hi: pyramid_tiles) and with a side (the square root of the area) under max_side."""
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    side = np.sqrt(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1))
+    return (cx >= core[0]) & (cx < core[1]) & (cy >= core[2]) & (cy < core[3]) & (side < max_side)
+
+
+def model_answer(models, params, nt_params, pyramid_scales=()):
     """The models' answer(batch) -> ((B, Q, G, G) P(object), [B][Q] of (all decoded boxes, scores) or
-    None without a box head)."""
+    None without a box head).
+
+    pyramid_scales: a test-time scene pyramid, factors > 1. At each the scenes are enlarged, answered
+    tile by tile at the model's own scene size (pyramid_tiles), and add their boxes smaller than the
+    smallest prior at the scene's own size: as SNIP (Singh & Davis 2018) has each scale answer only
+    for the sizes the model learned, so that a scene seen from farther than in training finds its
+    small objects without the enlarged large ones turning into false alarms. P(object) stays the
+    scale-1 pass's."""
     config = models.config
+    geometric = config.box_score == "geometric"
+    smallest = float(np.sqrt(np.min(np.prod(config.priors, axis=1)))) if config.priors else 0.0
+
+    def decoded(raw, probs):  # (B, Q, G, G, A, 5), (B, Q, G, G) -> [B][Q] of (boxes, scores)
+        return [[decode(r, config.priors, config.stride, cells=config.box_cells, cell_probs=p if geometric else None)
+                 for r, p in zip(scene_raw, scene_probs)] for scene_raw, scene_probs in zip(raw, probs)]
 
     def answer(batch):
-        probs, raw, _ = infer_batch(params, nt_params, {k: batch[k] for k in INFERENCE_KEYS}, models)
+        inputs = {k: batch[k] for k in INFERENCE_KEYS}
+        probs, raw, _ = infer_batch(params, nt_params, inputs, models)
         probs = np.asarray(probs)
         if raw is None:
             return probs, None
-        geometric = config.box_score == "geometric"
-        decoded = [[decode(r, config.priors, config.stride, cells=config.box_cells, cell_probs=p if geometric else None)
-                    for r, p in zip(scene_raw, scene_probs)] for scene_raw, scene_probs in zip(np.asarray(raw), probs)]
-        return probs, decoded
+        found = decoded(np.asarray(raw), probs)
+        h = batch["scene"].shape[1]  # (B, H, H, 3) uint8
+        for scale in pyramid_scales:
+            size = round(h * scale)
+            enlarged = jax.image.resize(batch["scene"].astype(np.float32), (len(found), size, size, 3), "linear")
+            enlarged = np.clip(np.round(np.asarray(enlarged)), 0, 255).astype(np.uint8)
+            for (y, *rows), (x, *cols) in itertools.product(pyramid_tiles(size, h), repeat=2):
+                tile = {**inputs, "scene": enlarged[:, y:y + h, x:x + h]}
+                tile_probs, tile_raw, _ = infer_batch(params, nt_params, tile, models)
+                for scene, tile_scene in zip(found, decoded(np.asarray(tile_raw), np.asarray(tile_probs))):
+                    for q, (boxes, scores) in enumerate(tile_scene):
+                        boxes = boxes + [x, y, x, y]
+                        keep = from_tile(boxes, (*cols, *rows), smallest * scale)
+                        scene[q] = (np.concatenate([scene[q][0], boxes[keep] / scale]),
+                                    np.concatenate([scene[q][1], scores[keep]]))
+        return probs, found
 
     return answer
 

@@ -28,8 +28,8 @@ from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FI
                       model_answer, object_embeddings, retrieval_recall, stored_threshold)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from util import (atomic_write, border, draw_boxes, heatmap, hstack, io_error_line, non_negative_int,  # noqa: E402
-                  positive_int, remove_stale_temps, save_figure, save_png, swap_dir, temp_path, tile,
+from util import (at_least_one, atomic_write, border, draw_boxes, heatmap, hstack, io_error_line,  # noqa: E402
+                  non_negative_int, positive_int, remove_stale_temps, save_figure, save_png, swap_dir, temp_path, tile,
                   unit_interval, upsample, vstack)
 
 
@@ -200,18 +200,21 @@ def check_out_dir(out_dir, default):
 
 
 def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, background="grey", references="renders",
-         batch_size=8, num_pictures=48, absent_queries=4, threshold=None, min_score=MIN_SCORE, nms_iou=NMS_IOU):
+         batch_size=8, num_pictures=48, absent_queries=4, threshold=None, min_score=MIN_SCORE, nms_iou=NMS_IOU,
+         pyramid_scales=()):
     """Tests a run on a split and writes out_dir (default RUN_DIR/SPLIT, RUN_DIR/SPLIT_crops with
-    references="crops") -> metrics.json's dict. num_views 0: the N the run trained with.
+    references="crops", RUN_DIR/SPLIT_pyramid1.7 with pyramid_scales (1.7,): evaluate.model_answer)
+    -> metrics.json's dict. num_views 0: the N the run trained with.
 
     threshold None: the run's operating threshold, the best box F1 on the validation split with
     rendered references; on that split (and first, if the run has none yet) test.py chooses it
     and writes RUN_DIR/operating_point.json."""
-    default_out = os.path.join(run_dir, split_name + ("_crops" if references == "crops" else ""))
+    default_out = os.path.join(run_dir, split_name + ("_crops" if references == "crops" else "")
+                               + "".join(f"_pyramid{s:g}" for s in pyramid_scales))
     out_dir = out_dir or default_out
     check_out_dir(out_dir, default_out)
     run, split = load(run_dir, data_dir, split_name)
-    chooses = split_name == "validation" and references == "renders" and bool(run.config.priors)
+    chooses = split_name == "validation" and references == "renders" and not pyramid_scales and bool(run.config.priors)
     if threshold is None and not chooses and run.config.priors:
         threshold = stored_threshold(run_dir)
         if threshold is None:
@@ -224,7 +227,7 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     if num_views > split.views_per_object:
         raise DataError(f"--num-views {num_views}: {data_dir}/{split_name} has only {split.views_per_object} "
                         "views per object")
-    pred = evaluate(split, model_answer(run.models, run.params, run.nt_params), num_views=num_views,
+    pred = evaluate(split, model_answer(run.models, run.params, run.nt_params, pyramid_scales), num_views=num_views,
                     num_absent=absent_queries, batch_size=batch_size, background=background, references=references,
                     min_score=min_score, nms_iou=nms_iou, desc="testing")
     embeddings = object_embeddings(split, run, num_views)
@@ -241,7 +244,8 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
                 "absent_queries": absent_queries, "rule": "best box F1 at IoU 0.5, absent queries' detections false"})
     metrics.update({"scenes_per_s": pred.scenes_per_s, "compile_s": pred.compile_s, "run_dir": run_dir,
                     "data_dir": data_dir, "split": split_name, "num_views": num_views, "background": background,
-                    "references": references, "crop_fallback_objects": sorted(pred.loader.crops.fallbacks)
+                    "references": references, "pyramid_scales": list(pyramid_scales),
+                    "crop_fallback_objects": sorted(pred.loader.crops.fallbacks)
                     if pred.loader.crops else [],
                     "device": jax.devices()[0].device_kind})
 
@@ -308,6 +312,9 @@ def make_parser():
     parser.add_argument("--threshold", type=unit_interval,
                         help="operating score of a box detection (default: the run's, chosen on the validation split: "
                         f"RUN_DIR/{OPERATING_POINT_FILE})")
+    parser.add_argument("--pyramid-scales", type=at_least_one, nargs="+", default=(), metavar="SCALE",
+                        help="also answer the scenes enlarged by these factors, tile by tile, for boxes smaller than "
+                        "the smallest prior (a test-time pyramid for cameras farther than in training, e.g. 1.7)")
     return parser
 
 
@@ -318,7 +325,7 @@ def main(argv=None):
         return test(args.run_dir, args.data_dir, args.split, out_dir=args.out_dir, num_views=args.num_views,
                     background=args.background, references=args.references, batch_size=args.batch_size,
                     num_pictures=args.num_pictures, absent_queries=args.absent_queries, threshold=args.threshold,
-                    min_score=args.min_score, nms_iou=args.nms_iou)
+                    min_score=args.min_score, nms_iou=args.nms_iou, pyramid_scales=tuple(args.pyramid_scales))
     except DataError as error:
         sys.exit(f"error: {error}")
     except OSError as error:

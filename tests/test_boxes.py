@@ -5,6 +5,7 @@ import pytest
 from boxes import (box_iou, cell_offset, cell_targets, decode, detections, kmeans_priors, near_misses, nms, shape_iou,
                    target_iou)
 from metrics import box_metrics, detection_average_precision, match_detections
+from models import ModelConfig
 
 PRIORS = np.array([[8.0, 8.0], [16.0, 32.0]])
 
@@ -142,3 +143,50 @@ def test_matching_and_ap_by_hand():
     assert absent["ap50"] == pytest.approx(2 / 3) and absent["num_detections"] == 3
     loose = box_metrics([(np.array([[0, 0, 10, 12]]), np.array([0.9]), truth[:1])])
     assert loose["ap50"] == 1.0 and loose["ap50_95"] == pytest.approx(0.7)  # IoU 10/12 passes 0.50..0.80
+
+
+def test_pyramid_tiles_by_hand():
+    from evaluate import pyramid_tiles
+
+    assert pyramid_tiles(32, 32) == [(0, 0, 32)]
+    assert pyramid_tiles(64, 32) == [(0, 0, 24), (16, 24, 40), (32, 40, 64)]  # 3 tiles: 2 would overlap by none
+    assert pyramid_tiles(544, 320) == [(0, 0, 272), (224, 272, 544)]
+    for size in (33, 100, 435, 1000):  # the cores cut [0, size) once, each inside its tile
+        tiles = pyramid_tiles(size, 32)
+        assert [lo for _, lo, _ in tiles[1:]] == [hi for _, _, hi in tiles[:-1]] and tiles[-1][2] == size
+        assert all(start <= lo < hi <= start + 32 for start, lo, hi in tiles)
+
+
+def test_a_pyramid_adds_the_enlarged_scenes_small_boxes_in_the_scenes_own_pixels(monkeypatch):
+    """A fake model that, on any 32x32 scene, finds an 8x8 box centred at (20, 12) and a 16x16 one at
+    (4, 28). Enlarged 2x (64x64, three tiles a side: starts 0, 16, 32) the 8x8 box, 4x4 in the scene's
+    pixels, is smaller than the smallest prior (8x8) and comes back once per tile, at ((x + 20) / 2,
+    (y + 12) / 2); the 16x16 one does not: the scale-1 pass answers for it."""
+    import types
+
+    import evaluate
+
+    config = ModelConfig(scene_size=32, priors=((8.0, 8.0), (16.0, 16.0)))  # grid 4, stride 8
+
+    def infer_batch(params, nt_params, batch, models):
+        assert batch["scene"].shape == (1, 32, 32, 3)
+        raw = np.zeros((1, 1, 4, 4, 2, 5), np.float32)
+        raw[..., 0] = -30.0
+        raw[0, 0, 1, 2, 0, 0] = 30.0  # row 1, column 2, the 8x8 prior: centre (2.5, 1.5) cells
+        raw[0, 0, 3, 0, 1, 0] = 30.0  # row 3, column 0, the 16x16 prior: centre (0.5, 3.5) cells
+        return np.ones((1, 1, 4, 4), np.float32), raw, None
+
+    monkeypatch.setattr(evaluate, "infer_batch", infer_batch)
+    batch = {"scene": np.zeros((1, 32, 32, 3), np.uint8), "anchors": None, "anchor_backgrounds": None}
+    answer = evaluate.model_answer(types.SimpleNamespace(config=config), None, None, pyramid_scales=(2.0,))
+    probs, found = answer(batch)
+    boxes, scores = found[0][0]
+    high = boxes[scores > 0.5]
+    own = [[16, 8, 24, 16], [-4, 20, 12, 36]]
+    enlarged = [[(x + 20) / 2 - 2, (y + 12) / 2 - 2, (x + 20) / 2 + 2, (y + 12) / 2 + 2]
+                for y in (0, 16, 32) for x in (0, 16, 32)]
+    np.testing.assert_allclose(high, own + enlarged)
+    # every scale-1 candidate; after them the 8x8 prior's whose centre is in its tile's core: centres
+    # at 4, 12, 20, 28 in a tile, in the cores [0, 24), [24, 40), [40, 64) 3 + 2 + 3 a side
+    assert len(boxes) == 4 * 4 * 2 + 8 * 8
+    np.testing.assert_array_equal(probs, 1.0)

@@ -24,9 +24,8 @@ def train_command(tiny_data, run_dir, model_config, scenes_per_step, *extra):
             # SGD: Adam's first steps are ~lr * sign(gradient), which turns float noise in a
             # near-zero gradient into a full step either way
             "--optimizer", "sgd", "--learning-rate", "0.05",
-            # YOLOv3's objectness target: with the IoU target (a function of the predicted boxes)
-            # 4 devices drifted from 1 by up to 2% in some weights after 3 steps, 2 devices did not:
-            # whether that is float noise the IoU amplifies or a real difference is unmeasured
+            # YOLOv3's objectness target: with the IoU target and GIoU coordinates together, float
+            # noise between 1 and 4 devices grows to 1% of some weights in 3 steps (docs/training.md)
             "--box-objectness", "one", *extra]
 
 

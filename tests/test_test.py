@@ -164,6 +164,10 @@ def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tin
     assert metrics["box_threshold"] == chosen["threshold"]
     (run / "operating_point.json").write_text(json.dumps({**chosen, "threshold": 0.9}))
     assert yolz_test.main(args)["box_threshold"] == 0.9  # the stored one, not a constant
+    pyramid = yolz_test.main([*args, "--split", "validation", "--pyramid-scales", "2"])
+    assert pyramid["pyramid_scales"] == [2.0] and (run / "validation_pyramid2" / "metrics.json").exists()
+    assert pyramid["box_threshold"] == 0.9  # a pyramid is not what the threshold was chosen for: it keeps it
+    assert json.loads((run / "operating_point.json").read_text())["threshold"] == 0.9
     assert detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--refs",
                         *write_views(tiny_data, tmp_path)])["threshold"] == 0.9
     assert yolz_test.main([*args, "--threshold", "0.3"])["box_threshold"] == 0.3  # unless told
