@@ -24,11 +24,12 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from boxes import detections  # noqa: E402
+from boxes import select  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
-from evaluate import NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD, stored_threshold  # noqa: E402
+from evaluate import (NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD, decoded, stored_threshold,  # noqa: E402
+                      with_pyramid)
 from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
-from util import draw_boxes, io_error_line, palette, save_png, unit_interval, upsample  # noqa: E402
+from util import at_least_one, draw_boxes, io_error_line, palette, save_png, unit_interval, upsample  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -115,10 +116,11 @@ class Detector:
     Scenes and reference views are paths or uint8 arrays ((H, W), RGB or RGBA), any size. An
     object is given by its views, or by `detector.embed(views)` computed once for many scenes.
     threshold None: the run's own (RUN_DIR/operating_point.json, chosen on its validation split
-    by test.py), else 0.2 with a note on stderr.
+    by test.py), else 0.2 with a note on stderr. pyramid_scales: also look for small boxes in the
+    scene enlarged by these factors (evaluate.with_pyramid), for cameras farther than training's.
     """
 
-    def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU):
+    def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, pyramid_scales=()):
         self.run_dir = run_dir
         self.run = load_run(run_dir)
         self.config = self.run.config
@@ -133,6 +135,7 @@ class Detector:
                       f"{run_dir} chooses the run's own threshold on the validation split", file=sys.stderr)
         self.threshold = threshold
         self.nms_iou = nms_iou
+        self.pyramid_scales = tuple(pyramid_scales)
 
     def embed(self, views):
         """A list of reference views (paths or arrays) -> the object's (E,) float32 embedding."""
@@ -151,15 +154,21 @@ class Detector:
         boxed, scale, (pad_x, pad_y) = letterbox(rgba, self.config.scene_size)
         embeddings = np.stack([v if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f"
                                else self.embed(v) for v in objects.values()])  # (C, E)
-        probs, raw = find_in_scene(self.run.params, self.run.nt_params, on_grey(boxed), embeddings,
-                                   self.run.models)  # (C, G, G), (C, G, G, A, 5)
+
+        def answer(scenes):  # (1, H, H, 3) uint8 -> (C, G, G) P(object), [1][C] of (all boxes, scores)
+            probs, raw = find_in_scene(self.run.params, self.run.nt_params, scenes[0], embeddings, self.run.models)
+            return np.asarray(probs), decoded(self.config, np.asarray(raw)[None], np.asarray(probs)[None])
+
+        scene = on_grey(boxed)[None]
+        probs, candidates = answer(scene)
+        if self.pyramid_scales:
+            candidates = with_pyramid(candidates, scene, self.pyramid_scales, lambda tiles: answer(tiles)[1],
+                                      self.config)
         h, w = rgba.shape[:2]
         inner = (slice(pad_y, pad_y + max(1, round(h * scale))), slice(pad_x, pad_x + max(1, round(w * scale))))
         found = {}
-        for name, cells, outputs in zip(objects, np.asarray(probs), np.asarray(raw)):
-            boxes, scores = detections(outputs, self.config.priors, self.config.stride, threshold, self.nms_iou,
-                                       cells=self.config.box_cells,
-                                       cell_probs=cells if self.config.box_score == "geometric" else None)
+        for name, cells, (boxes, scores) in zip(objects, probs, candidates[0]):
+            boxes, scores = select(boxes, scores, threshold, self.nms_iou)
             # back to the input's pixels: undo the padding and the scale, clip to the image
             boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
             boxes = np.clip(boxes, 0, [rgba.shape[1], rgba.shape[0]] * 2).round().astype(int)
@@ -209,6 +218,9 @@ def parse_args(argv=None):
                         f"RUN_DIR/{OPERATING_POINT_FILE})")
     parser.add_argument("--nms-iou", type=unit_interval, default=NMS_IOU,
                         help="non-max suppression IoU (default: %(default)s)")
+    parser.add_argument("--pyramid-scales", type=at_least_one, nargs="+", default=(), metavar="SCALE",
+                        help="also look for small boxes in the scene enlarged by these factors (e.g. 1.7: for a "
+                        "camera farther than in training; docs/results.md, Robustness)")
     parser.add_argument("--out", help="one scene: write it with the detections drawn here (PNG, or the format its "
                         "suffix names: .jpg, .webp, ...); several: a new or empty directory for NAME.png each")
     return parser.parse_args(argv)
@@ -274,7 +286,7 @@ def main(argv=None):
         if args.out and single:
             check_out(args.out)
             outs = [args.out]
-        detector = Detector(args.run_dir, args.threshold, args.nms_iou)
+        detector = Detector(args.run_dir, args.threshold, args.nms_iou, args.pyramid_scales)
         embeddings = {name: detector.embed(refs) for name, refs in objects}
         if args.out and not single:
             outs = out_paths(args.out, paths)

@@ -96,45 +96,55 @@ def from_tile(boxes, core, max_side):
     return (cx >= core[0]) & (cx < core[1]) & (cy >= core[2]) & (cy < core[3]) & (side < max_side)
 
 
+def decoded(config, raw, probs):
+    """(B, Q, G, G, A, 5) raw box outputs and (B, Q, G, G) P(object) -> [B][Q] of (all decoded boxes,
+    scores), scored as config.box_score says."""
+    geometric = config.box_score == "geometric"
+    return [[decode(r, config.priors, config.stride, cells=config.box_cells, cell_probs=p if geometric else None)
+             for r, p in zip(scene_raw, scene_probs)] for scene_raw, scene_probs in zip(raw, probs)]
+
+
+def with_pyramid(found, scenes, scales, answer, config):
+    """A test-time scene pyramid: found, [B][Q] of (boxes, scores) in the (B, H, H, 3) uint8 scenes,
+    with the boxes of the scenes enlarged by each of `scales` (> 1) added. answer((B, H, H, 3) tiles)
+    -> [B][Q] of (boxes, scores) in the tiles' pixels. Enlarged scenes are answered tile by tile at
+    the model's own size (pyramid_tiles) and add only boxes smaller than the smallest prior at the
+    scene's own size: as SNIP (Singh & Davis 2018) has each scale answer only for the sizes the
+    model learned, so that a scene seen from farther than in training finds its small objects
+    without the enlarged large ones turning into false alarms."""
+    smallest = float(np.sqrt(np.min(np.prod(config.priors, axis=1))))
+    found = [[([boxes], [scores]) for boxes, scores in scene] for scene in found]
+    h = scenes.shape[1]
+    for scale in scales:
+        size = round(h * scale)
+        enlarged = jax.image.resize(scenes.astype(np.float32), (len(scenes), size, size, 3), "linear")
+        enlarged = np.clip(np.round(np.asarray(enlarged)), 0, 255).astype(np.uint8)
+        for (y, *rows), (x, *cols) in itertools.product(pyramid_tiles(size, h), repeat=2):
+            for scene, tile_scene in zip(found, answer(enlarged[:, y:y + h, x:x + h])):
+                for (all_boxes, all_scores), (boxes, scores) in zip(scene, tile_scene):
+                    boxes = boxes + [x, y, x, y]
+                    keep = from_tile(boxes, (*cols, *rows), smallest * scale)
+                    all_boxes.append(boxes[keep] / scale)
+                    all_scores.append(scores[keep])
+    return [[(np.concatenate(boxes), np.concatenate(scores)) for boxes, scores in scene] for scene in found]
+
+
 def model_answer(models, params, nt_params, pyramid_scales=()):
     """The models' answer(batch) -> ((B, Q, G, G) P(object), [B][Q] of (all decoded boxes, scores) or
-    None without a box head).
-
-    pyramid_scales: a test-time scene pyramid, factors > 1. At each the scenes are enlarged, answered
-    tile by tile at the model's own scene size (pyramid_tiles), and add their boxes smaller than the
-    smallest prior at the scene's own size: as SNIP (Singh & Davis 2018) has each scale answer only
-    for the sizes the model learned, so that a scene seen from farther than in training finds its
-    small objects without the enlarged large ones turning into false alarms. P(object) stays the
-    scale-1 pass's."""
-    config = models.config
-    geometric = config.box_score == "geometric"
-    smallest = float(np.sqrt(np.min(np.prod(config.priors, axis=1)))) if config.priors else 0.0
-
-    def decoded(raw, probs):  # (B, Q, G, G, A, 5), (B, Q, G, G) -> [B][Q] of (boxes, scores)
-        return [[decode(r, config.priors, config.stride, cells=config.box_cells, cell_probs=p if geometric else None)
-                 for r, p in zip(scene_raw, scene_probs)] for scene_raw, scene_probs in zip(raw, probs)]
-
+    None without a box head). pyramid_scales: factors > 1 of a test-time scene pyramid (with_pyramid)
+    whose boxes are added; P(object) stays the scene's own."""
     def answer(batch):
         inputs = {k: batch[k] for k in INFERENCE_KEYS}
         probs, raw, _ = infer_batch(params, nt_params, inputs, models)
         probs = np.asarray(probs)
         if raw is None:
             return probs, None
-        found = decoded(np.asarray(raw), probs)
-        h = batch["scene"].shape[1]  # (B, H, H, 3) uint8
-        for scale in pyramid_scales:
-            size = round(h * scale)
-            enlarged = jax.image.resize(batch["scene"].astype(np.float32), (len(found), size, size, 3), "linear")
-            enlarged = np.clip(np.round(np.asarray(enlarged)), 0, 255).astype(np.uint8)
-            for (y, *rows), (x, *cols) in itertools.product(pyramid_tiles(size, h), repeat=2):
-                tile = {**inputs, "scene": enlarged[:, y:y + h, x:x + h]}
-                tile_probs, tile_raw, _ = infer_batch(params, nt_params, tile, models)
-                for scene, tile_scene in zip(found, decoded(np.asarray(tile_raw), np.asarray(tile_probs))):
-                    for q, (boxes, scores) in enumerate(tile_scene):
-                        boxes = boxes + [x, y, x, y]
-                        keep = from_tile(boxes, (*cols, *rows), smallest * scale)
-                        scene[q] = (np.concatenate([scene[q][0], boxes[keep] / scale]),
-                                    np.concatenate([scene[q][1], scores[keep]]))
+        found = decoded(models.config, np.asarray(raw), probs)
+        if pyramid_scales:
+            def answer_tiles(tiles):
+                tile_probs, tile_raw, _ = infer_batch(params, nt_params, {**inputs, "scene": tiles}, models)
+                return decoded(models.config, np.asarray(tile_raw), np.asarray(tile_probs))
+            found = with_pyramid(found, batch["scene"], pyramid_scales, answer_tiles, models.config)
         return probs, found
 
     return answer

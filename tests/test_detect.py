@@ -154,3 +154,21 @@ def test_a_folder_of_scenes_in_one_call(trained, images, tmp_path):
     assert not (tmp_path / "other").exists()
     with pytest.raises(SystemExit, match="the folder holds no images"):
         detect.main(["--scene", str(tmp_path / "mine"), *base])
+
+
+def test_a_pyramid_adds_small_boxes_only(trained, images):
+    """--pyramid-scales: the enlarged scene adds boxes, smaller than the smallest prior at the model's
+    scale (evaluate.with_pyramid's rule, by hand in test_boxes.py); the heatmap is the scene's own."""
+    plain = detect.Detector(str(trained), threshold=0).find(images["scene"], {"mug": images["refs"]})["mug"]
+    detector = detect.Detector(str(trained), threshold=0, pyramid_scales=(2.0,))
+    pyramid = detector.find(images["scene"], {"mug": images["refs"]})["mug"]
+    new = np.array([b for b in pyramid["boxes"].tolist() if b not in plain["boxes"].tolist()])
+    assert len(new) > 0
+    to_model = detector.config.scene_size / 384  # the 384x300 scene letterboxed to the model's size
+    sides = np.sqrt(np.prod(new[:, 2:] - new[:, :2], axis=1)) * to_model
+    smallest = np.sqrt(np.min(np.prod(detector.config.priors, axis=1)))
+    assert (sides < smallest + 2 * to_model).all()  # + the rounding to whole pixels
+    np.testing.assert_array_equal(pyramid["heatmap"], plain["heatmap"])
+    cli = detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
+                       "--threshold", "0", "--pyramid-scales", "2"])
+    assert [d["box"] for d in cli["objects"][0]["detections"]] == pyramid["boxes"].tolist()
