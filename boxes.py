@@ -152,14 +152,6 @@ def nms(boxes, scores, iou_threshold):
     return np.array(keep, dtype=np.int64)
 
 
-def detections(outputs, priors, stride, threshold, iou_threshold, max_candidates=200, max_detections=100, cells=1,
-               cell_probs=None):
-    """Raw outputs of one query (and its cells' P(object), see decode) -> (n, 4) boxes and (n,) scores:
-    the best max_candidates over the threshold, then NMS (whose cost grows with the square of its input)."""
-    return select(*decode(outputs, priors, stride, cells=cells, cell_probs=cell_probs), threshold, iou_threshold,
-                  max_candidates, max_detections)
-
-
 def select(boxes, scores, threshold, iou_threshold, max_candidates=200, max_detections=100):
     """(n, 4) candidate boxes and (n,) scores of one query -> the detections: the best
     max_candidates over the threshold, then NMS."""

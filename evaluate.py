@@ -27,7 +27,7 @@ from tqdm import tqdm
 from boxes import decode, select, visible
 from data import GREY, EpisodeLoader, SceneCrops, Split, read_json
 from metrics import average_precision, box_metrics, match_detections, pixel_metrics, recall_at_1
-from models import INFERENCE_KEYS, check_scene_size, embed_objects, infer_batch, load_run
+from models import INFERENCE_KEYS, check_scene_size, embed_objects, find_in_scenes, infer_batch, load_run
 from util import non_negative_int, unit_interval
 
 OPERATING_THRESHOLD = 0.2  # box score a detection is reported at by a run that has not chosen its own
@@ -135,14 +135,14 @@ def model_answer(models, params, nt_params, pyramid_scales=()):
     whose boxes are added; P(object) stays the scene's own."""
     def answer(batch):
         inputs = {k: batch[k] for k in INFERENCE_KEYS}
-        probs, raw, _ = infer_batch(params, nt_params, inputs, models)
+        probs, raw, objects = infer_batch(params, nt_params, inputs, models)
         probs = np.asarray(probs)
         if raw is None:
             return probs, None
         found = decoded(models.config, np.asarray(raw), probs)
         if pyramid_scales:
-            def answer_tiles(tiles):
-                tile_probs, tile_raw, _ = infer_batch(params, nt_params, {**inputs, "scene": tiles}, models)
+            def answer_tiles(tiles):  # the references embedded once, above
+                tile_probs, tile_raw = find_in_scenes(params, nt_params, tiles, objects, models)
                 return decoded(models.config, np.asarray(tile_raw), np.asarray(tile_probs))
             found = with_pyramid(found, batch["scene"], pyramid_scales, answer_tiles, models.config)
         return probs, found

@@ -10,7 +10,7 @@ broadcast against the C embeddings at the add after `broadcast_e` and at every s
 backbone runs once per scene whatever C is (as the original does).
 
 Reading order: ModelConfig, the two Keras graphs, then the functional passes (`embed_views`,
-`cell_outputs`), the jitted inference steps (`infer_batch`, `embed_objects`, `find_in_scene`),
+`cell_outputs`), the jitted inference steps (`infer_batch`, `embed_objects`, `find_in_scenes`),
 state <-> arrays and `load_run`.
 """
 
@@ -454,11 +454,18 @@ def embed_objects(params, nt_params, views, backgrounds, models):
 
 
 @functools.partial(jax.jit, static_argnames="models")
+def find_in_scenes(params, nt_params, scenes, embeddings, models):
+    """(B, H, W, 3) uint8 scenes, (B, C, E) object embeddings -> (B, C, G, G) P(object) and (B, C, G,
+    G, A, 5) raw box outputs (None without a box head): each backbone runs once for its C objects."""
+    logits, boxes, _ = cell_outputs(models, params[1], nt_params[1], scenes, embeddings, False)
+    return jax.nn.sigmoid(logits), boxes
+
+
 def find_in_scene(params, nt_params, scene, embeddings, models):
     """(H, W, 3) uint8 scene, (C, E) object embeddings -> (C, G, G) P(object) and (C, G, G, A, 5)
-    raw box outputs (None without a box head): the backbone runs once for the C objects."""
-    logits, boxes, _ = cell_outputs(models, params[1], nt_params[1], scene[None], embeddings[None], False)
-    return jax.nn.sigmoid(logits[0]), None if boxes is None else boxes[0]
+    raw box outputs (None without a box head): find_in_scenes of one scene."""
+    probs, boxes = find_in_scenes(params, nt_params, scene[None], embeddings[None], models)
+    return probs[0], None if boxes is None else boxes[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from boxes import (box_iou, cell_offset, cell_targets, decode, detections, kmeans_priors, near_misses, nms, shape_iou,
+from boxes import (box_iou, cell_offset, cell_targets, decode, kmeans_priors, near_misses, nms, select, shape_iou,
                    target_iou)
 from metrics import box_metrics, detection_average_precision, match_detections
 from models import ModelConfig
@@ -35,7 +35,7 @@ def test_targets_decode_back_to_the_boxes():
     offsets = np.clip(targets[..., 1:3], 1e-6, 1 - 1e-6)
     raw[..., 1:3] = np.log(offsets / (1 - offsets))
     raw[..., 0] = np.where(targets[..., 0] > 0, 20.0, -20.0)
-    found, scores = detections(raw, PRIORS, 8.0, threshold=0.5, iou_threshold=0.5)
+    found, scores = select(*decode(raw, PRIORS, 8.0), threshold=0.5, iou_threshold=0.5)
     np.testing.assert_allclose(found[np.argsort(found[:, 0])], boxes[:2], atol=1e-3)
     assert len(decode(raw, PRIORS, 8.0)[0]) == 8 * 8 * 2
 
@@ -168,15 +168,20 @@ def test_a_pyramid_adds_the_enlarged_scenes_small_boxes_in_the_scenes_own_pixels
 
     config = ModelConfig(scene_size=32, priors=((8.0, 8.0), (16.0, 16.0)))  # grid 4, stride 8
 
-    def infer_batch(params, nt_params, batch, models):
-        assert batch["scene"].shape == (1, 32, 32, 3)
+    def find_in_scenes(params, nt_params, scenes, embeddings, models):
+        assert scenes.shape == (1, 32, 32, 3) and embeddings == "the references' embeddings"
         raw = np.zeros((1, 1, 4, 4, 2, 5), np.float32)
         raw[..., 0] = -30.0
         raw[0, 0, 1, 2, 0, 0] = 30.0  # row 1, column 2, the 8x8 prior: centre (2.5, 1.5) cells
         raw[0, 0, 3, 0, 1, 0] = 30.0  # row 3, column 0, the 16x16 prior: centre (0.5, 3.5) cells
-        return np.ones((1, 1, 4, 4), np.float32), raw, None
+        return np.ones((1, 1, 4, 4), np.float32), raw
+
+    def infer_batch(params, nt_params, batch, models):
+        return *find_in_scenes(params, nt_params, batch["scene"], "the references' embeddings", models), \
+            "the references' embeddings"
 
     monkeypatch.setattr(evaluate, "infer_batch", infer_batch)
+    monkeypatch.setattr(evaluate, "find_in_scenes", find_in_scenes)
     batch = {"scene": np.zeros((1, 32, 32, 3), np.uint8), "anchors": None, "anchor_backgrounds": None}
     answer = evaluate.model_answer(types.SimpleNamespace(config=config), None, None, pyramid_scales=(2.0,))
     probs, found = answer(batch)
