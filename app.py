@@ -6,7 +6,8 @@ example) and see where yolz finds it: boxes, and the heatmap of P(object) per ce
 
 Serves on this machine only (127.0.0.1) unless --host says otherwise. The same answer is an HTTP
 API (api_name "find"): gradio_client.Client(URL).predict(handle_file(scene), [handle_file(view),
-...], threshold, api_name="/find") -> (boxes image, heatmap image, detections). Needs no network.
+...], threshold, far, api_name="/find") -> (boxes image, heatmap image, detections); far True also
+looks for objects smaller than training's (a camera farther away). Needs no network.
 """
 
 import argparse
@@ -26,6 +27,9 @@ from models import enable_compilation_cache  # noqa: E402
 from util import heatmap, io_error_line  # noqa: E402
 
 EXAMPLE_SCENES = (5, 17, 30)  # test-split scenes offered as examples, each with its first object's views
+# The "far camera" box: the scene pyramid's scale (evaluate.with_pyramid) measured on test_shift, whose
+# cameras are ~1.7x farther than training's (docs/results.md, Robustness).
+FAR_CAMERA_SCALES = (1.7,)
 
 
 def write_examples(data_dir, folder):
@@ -43,24 +47,24 @@ def write_examples(data_dir, folder):
         for i, view in enumerate(split.views(scene["obj_ids"][0])[:4]):
             paths.append(os.path.join(folder, f"scene_{index}_object_{scene['obj_ids'][0]}_{i}.png"))
             Image.fromarray(view).save(paths[-1])
-        rows.append([paths[0], paths[1:], None])
+        rows.append([paths[0], paths[1:], None, False])
     return rows
 
 
-def answer(detector, scene, references, threshold):
-    """The page's one action: (scene path or array, reference paths, threshold or None) ->
-    (boxes drawn, heatmap, {"detections": [{"box", "score"}], "threshold"})."""
+def answer(detector, scene, references, threshold, far=False):
+    """The page's one action: (scene path or array, reference paths, threshold or None, far camera)
+    -> (boxes drawn, heatmap, {"detections": [{"box", "score"}], "threshold", "far"})."""
     if scene is None:
         raise ValueError("drop a scene image first")
     if not references:
         raise ValueError("add at least one reference picture of the object")
     rgba = as_rgba(scene)
     threshold = detector.threshold if threshold is None else float(threshold)
-    found = detector.find(rgba, {"object": list(references)}, threshold)["object"]
+    found = detector.find(rgba, {"object": list(references)}, threshold, FAR_CAMERA_SCALES if far else ())["object"]
     boxes = draw(rgba, {"object": found})
     heat = heatmap(on_grey(rgba), found["heatmap"])
     detections = [{"box": b.tolist(), "score": round(float(s), 4)} for b, s in zip(found["boxes"], found["scores"])]
-    return boxes, heat, {"threshold": threshold, "detections": detections}
+    return boxes, heat, {"threshold": threshold, "far": bool(far), "detections": detections}
 
 
 def build(detector, examples=()):
@@ -76,20 +80,22 @@ def build(detector, examples=()):
                                  file_types=["image"], type="filepath")
         threshold = gr.Slider(0, 1, value=detector.threshold, step=0.01,
                               label=f"lowest box score shown (the run's operating threshold: {detector.threshold})")
+        far = gr.Checkbox(value=False, label="far camera: also look for objects smaller than in training (a scene "
+                                             "pyramid: ~2x slower, more false alarms on close-up scenes)")
         button = gr.Button("find it", variant="primary")
         with gr.Row():
             boxes = gr.Image(label="boxes", type="numpy")
             heat = gr.Image(label="P(object) per cell", type="numpy")
         detections = gr.JSON(label="detections (x0, y0, x1, y1 in the scene's pixels)")
-        button.click(lambda s, r, t: answer(detector, s, r, t), [scene, references, threshold],
+        button.click(lambda s, r, t, f: answer(detector, s, r, t, f), [scene, references, threshold, far],
                      [boxes, heat, detections], api_name="find")
         if examples:
-            gr.Examples(examples, [scene, references, threshold], label="test-split examples")
+            gr.Examples(examples, [scene, references, threshold, far], label="test-split examples")
 
             def open_example(request: gr.Request):
                 """PAGE?example=i opens with example i found: a link that shows a result at once."""
                 try:
-                    scene_path, views, _ = examples[int(request.query_params.get("example", ""))]
+                    scene_path, views, *_ = examples[int(request.query_params.get("example", ""))]
                 except (ValueError, IndexError):
                     return None, None, None, None, None
                 return scene_path, views, *answer(detector, scene_path, views, None)

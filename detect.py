@@ -145,11 +145,12 @@ class Detector:
         backgrounds = np.full((1, len(views), 3), GREY, dtype=np.uint8)
         return np.asarray(embed_objects(self.run.params, self.run.nt_params, boxed, backgrounds, self.run.models))[0]
 
-    def find(self, scene, objects, threshold=None):
+    def find(self, scene, objects, threshold=None, pyramid_scales=None):
         """One scene (path or array) and {name: views or embedding} -> {name: {"boxes": (n, 4) int,
         "scores": (n,) float, "heatmap": (H, W) float32}}, boxes best first; the scene backbone runs
-        once for all objects."""
+        once for all objects. threshold, pyramid_scales None: the detector's own."""
         threshold = self.threshold if threshold is None else threshold
+        pyramid_scales = self.pyramid_scales if pyramid_scales is None else tuple(pyramid_scales)
         rgba = as_rgba(scene)
         boxed, scale, (pad_x, pad_y) = letterbox(rgba, self.config.scene_size)
         embeddings = np.stack([v if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f"
@@ -161,8 +162,8 @@ class Detector:
 
         scene = on_grey(boxed)[None]
         probs, candidates = answer(scene)
-        if self.pyramid_scales:
-            candidates = with_pyramid(candidates, scene, self.pyramid_scales, lambda tiles: answer(tiles)[1],
+        if pyramid_scales:
+            candidates = with_pyramid(candidates, scene, pyramid_scales, lambda tiles: answer(tiles)[1],
                                       self.config)
         h, w = rgba.shape[:2]
         inner = (slice(pad_y, pad_y + max(1, round(h * scale))), slice(pad_x, pad_x + max(1, round(w * scale))))

@@ -44,9 +44,11 @@ def server(tiny_data, trained, tmp_path_factory):
         process.wait(30)
 
 
-def test_the_demo_answers_a_real_request_with_boxes(server, tiny_data, tmp_path):
+def test_the_demo_answers_a_real_request_with_boxes(server, tiny_data, trained, tmp_path):
     from gradio_client import Client, handle_file
 
+    import app
+    import detect
     from data import Split
 
     split = Split(tiny_data, "test")
@@ -56,12 +58,20 @@ def test_the_demo_answers_a_real_request_with_boxes(server, tiny_data, tmp_path)
     for i, view in enumerate(split.views(scene["obj_ids"][0])[:3]):
         Image.fromarray(view).save(tmp_path / f"view{i}.png")
         views.append(handle_file(str(tmp_path / f"view{i}.png")))
-    boxes, heat, found = Client(server, verbose=False).predict(handle_file(str(tmp_path / "scene.png")), views, 0.0,
-                                                                api_name="/find")
+    client = Client(server, verbose=False)
+    boxes, heat, found = client.predict(handle_file(str(tmp_path / "scene.png")), views, 0.0, False, api_name="/find")
     assert found["threshold"] == 0.0 and found["detections"], "at threshold 0 every surviving box comes back"
     box = np.array([d["box"] for d in found["detections"]])
     assert (box >= 0).all() and (box[:, [0, 2]] <= 128).all() and (box[:, [1, 3]] <= 128).all()
     assert np.asarray(Image.open(boxes)).shape[:2] == (128, 128) and os.path.exists(heat)
+
+    # "far camera" asks for the scene pyramid (test_detect.py checks what it adds): the Detector's answer
+    _, _, far = client.predict(handle_file(str(tmp_path / "scene.png")), views, 0.0, True, api_name="/find")
+    expected = detect.Detector(str(trained), threshold=0).find(
+        str(tmp_path / "scene.png"), {"object": [str(tmp_path / f"view{i}.png") for i in range(3)]},
+        pyramid_scales=app.FAR_CAMERA_SCALES)["object"]
+    assert far["far"] and not found["far"]
+    assert [d["box"] for d in far["detections"]] == expected["boxes"].tolist() != box.tolist()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (Debian) to load the page in a "
