@@ -2,7 +2,7 @@
 
 Layout of a data dir (made by generate_data.py):
     generation.json                 the options it was generated with
-    {train,validation,test,test_shift}/
+    {train,validation,test,test_shift,validation_shift}/
         manifest.json               counts, shapes, config, seed, versions, a checksum per chunk
         views_NNNN/                 views.npy (M, V, h, w, 4) uint8 RGBA, obj_ids.npy (M,) int16
         scenes_NNNN/                rgb.npy (S, H, W, 3) uint8, obj_ids.npy (S, K) int16,
@@ -26,9 +26,11 @@ from render import padded_box_cells
 from util import atomic_write, temp_path
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "validation", "test", "test_shift")
-# test_shift: the test objects again, in scenes photographed from outside the training camera ranges
-SAME_OBJECTS_AS = {"test_shift": "test"}
+SPLITS = ("train", "validation", "test", "test_shift", "validation_shift")  # appended only: a split's
+# index seeds its chunks (generate_data.chunk_rng)
+# test_shift: the test objects again, in scenes photographed from outside the training camera ranges;
+# validation_shift: the validation objects so, where test-time choices for such cameras are made
+SAME_OBJECTS_AS = {"test_shift": "test", "validation_shift": "validation"}
 CHECKSUM_FILE = "checksum.sha256"
 GREY = 128
 MAKE_DATA_HINT = "make it with `sh generate_split_chunk_data.sh` (or `python generate_data.py --out-dir DIR`)"
@@ -148,7 +150,7 @@ def read_manifest(data_dir, split):
 
 
 def check_disjoint(manifests):
-    """Fails if any object id is in two splits (test_shift shares the test split's objects): the
+    """Fails if any object id is in two splits (the shift splits share their splits' objects): the
     test must be on objects never trained on."""
     owner = {}
     for manifest in manifests:

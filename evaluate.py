@@ -60,8 +60,9 @@ def evaluation_parser(description, out_dir_help, run_dir_help="a finished run of
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--run-dir", default="pretrained", help=run_dir_help)
     parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
-    parser.add_argument("--split", choices=("test", "validation", "test_shift"), default="test",
-                        help="test_shift: the test objects seen from cameras outside the training ranges")
+    parser.add_argument("--split", choices=("test", "validation", "test_shift", "validation_shift"), default="test",
+                        help="test_shift, validation_shift: the test or validation objects seen from cameras outside "
+                        "the training ranges")
     parser.add_argument("--out-dir", help=out_dir_help)
     parser.add_argument("--absent-queries", type=non_negative_int, default=4,
                         help="K: objects NOT in the scene queried per scene")

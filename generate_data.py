@@ -1,12 +1,13 @@
 """Renders the train / validation / test splits into chunks, in parallel, resumably.
 
-    python generate_data.py --out-dir data/small --profile small   # ~5 min on 2 cores, 530 MB
+    python generate_data.py --out-dir data/small --profile small   # ~5 min on 2 cores, 584 MB
 
 Each chunk has its own seed (derived from --seed, the split and the chunk index), so the
 output is byte-identical whatever --workers, --out-dir or the caller's environment (within one
 installation: docs/data.md), and a killed run that is started again skips the chunks already
-written and ends with the same dataset as an uninterrupted one. K machines sharing --out-dir each render a share of the chunks
-with --shard-index 0..K-1 --shard-count K; whichever finishes last writes the manifests.
+written and ends with the same dataset as an uninterrupted one. K machines sharing --out-dir each
+render a share of the chunks with --shard-index 0..K-1 --shard-count K; whichever finishes last
+writes the manifests.
 """
 
 import argparse
@@ -39,7 +40,8 @@ PROFILES = {
                  scene_size=640, grid_size=80),
 }
 KINDS = ("views", "scenes")
-# The test_shift split's cameras: farther, lower and from every side, outside the ranges above
+# The shift splits' cameras (test_shift, validation_shift): farther, lower and from every side, outside
+# the ranges above
 SHIFTED_CAMERA = CameraRanges(distance=(2.2, 3.0), pitch=(-55.0, -35.0), yaw=(0.0, 360.0))
 # What a data dir made before these options existed was rendered with: it is completed, not refused
 IMPLIED = {f"camera_{k}": list(v) for k, v in vars(CameraRanges()).items()}
@@ -62,11 +64,11 @@ def parse_args(argv=None):
         parser.add_argument(f"--{split}-ids", default=ids, help=f"object ids of the {split} split, inclusive, within "
                             f"0-{NUM_OBJECTS - 1}")
     for split in SPLITS:
+        same = f" (default: as many as the {SAME_OBJECTS_AS[split]} split)" if split in SAME_OBJECTS_AS else ""
         parser.add_argument(f"--num-{split.replace('_', '-')}-scenes", type=non_negative_int,
-                            help=f"scenes in the {split} split" + (" (default: as many as the test split)"
-                                                                   if split in SAME_OBJECTS_AS else ""))
-    for prefix, camera, whose in (("", CameraRanges(), "every split but test_shift"),
-                                  ("shift-", SHIFTED_CAMERA, "the test_shift split (the test objects)")):
+                            help=f"scenes in the {split} split{same}")
+    for prefix, camera, whose in (("", CameraRanges(), "every split but the shift splits"),
+                                  ("shift-", SHIFTED_CAMERA, "the test_shift and validation_shift splits")):
         for key, what in (("distance", "metres from the table's centre"), ("pitch", "degrees, -90: straight down"),
                           ("yaw", "degrees around the table")):
             parser.add_argument(f"--{prefix}camera-{key}", type=float, nargs=2, metavar=("LO", "HI"),
@@ -85,8 +87,9 @@ def parse_args(argv=None):
     for key, value in PROFILES[args.profile].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.num_test_shift_scenes is None:
-        args.num_test_shift_scenes = args.num_test_scenes
+    for split, same in SAME_OBJECTS_AS.items():
+        if getattr(args, f"num_{split}_scenes") is None:
+            setattr(args, f"num_{split}_scenes", getattr(args, f"num_{same}_scenes"))
     for key, value in vars(args).items():
         if "camera_" in key and value[0] > value[1]:
             parser.error(f"--{key.replace('_', '-')} {value[0]:g} {value[1]:g}: give the lower bound first")
@@ -361,7 +364,8 @@ def main(argv=None):
     for split in SPLITS:
         split_chunks = [c for c in chunks if c["split"] == split]
         split_dir = os.path.join(args.out_dir, split)
-        write_json_atomic(os.path.join(split_dir, "manifest.json"), manifest_for(config, split, split_chunks, split_dir))
+        manifest = manifest_for(config, split, split_chunks, split_dir)
+        write_json_atomic(os.path.join(split_dir, "manifest.json"), manifest)
     print(f"wrote {', '.join(SPLITS)} to {args.out_dir}")
 
 

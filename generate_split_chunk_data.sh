@@ -1,11 +1,13 @@
 #!/bin/sh
 # Renders the train / validation / test splits (objects 0-799 / 800-899 / 900-999) with pybullet
 # into chunks under $OUT_DIR, and test_shift (the test objects seen from cameras outside the
-# training ranges: the robustness test), then writes a contact sheet of a few training scenes.
-# Runtime on a 2-core CPU: small profile ~5 min (530 MB; estimated: ~4 min measured before
-# test_shift, which adds 5 of 43 chunks); full profile (the original's scale)
+# training ranges: the robustness test) and validation_shift (the validation objects so: where
+# choices for such cameras are made), then writes a contact sheet of a few training scenes.
+# Runtime on a 2-core CPU: small profile ~6 min (584 MB; estimated: ~4 min measured before
+# the shift splits, which add 10 of 48 chunks); full profile (the original's scale)
 # ~1 h (estimated from the small one, ~22 GB). Killed? Run it again: it carries on.
-# Result: $OUT_DIR/{train,validation,test,test_shift}/manifest.json and $OUT_DIR/preview_train.png.
+# Result: $OUT_DIR/{train,validation,test,test_shift,validation_shift}/manifest.json and
+# $OUT_DIR/preview_train.png.
 # On K machines sharing $OUT_DIR: SHARD_INDEX=i SHARD_COUNT=K on machine i (docs/training.md, Scaling out).
 set -e
 cd "$(dirname "$0")"
@@ -24,6 +26,7 @@ cd "$(dirname "$0")"
 : "${NUM_VALIDATION_SCENES:=}"
 : "${NUM_TEST_SCENES:=}"
 : "${NUM_TEST_SHIFT_SCENES:=}"        # empty: as many as the test split
+: "${NUM_VALIDATION_SHIFT_SCENES:=}"  # empty: as many as the validation split
 : "${VIEWS_PER_OBJECT:=}"
 : "${PYTHON:=.venv/bin/python}"
 
@@ -35,6 +38,7 @@ set -x
   ${NUM_VALIDATION_SCENES:+--num-validation-scenes "$NUM_VALIDATION_SCENES"} \
   ${NUM_TEST_SCENES:+--num-test-scenes "$NUM_TEST_SCENES"} \
   ${NUM_TEST_SHIFT_SCENES:+--num-test-shift-scenes "$NUM_TEST_SHIFT_SCENES"} \
+  ${NUM_VALIDATION_SHIFT_SCENES:+--num-validation-shift-scenes "$NUM_VALIDATION_SHIFT_SCENES"} \
   ${VIEWS_PER_OBJECT:+--views-per-object "$VIEWS_PER_OBJECT"}
 if [ -f "$OUT_DIR/train/manifest.json" ]; then  # not yet, while other shards are rendering
   "$PYTHON" preview.py --data-dir "$OUT_DIR" --split train --num-scenes 3

@@ -447,7 +447,7 @@ def parse_args(argv=None):
 # what a run dir holds: --overwrite removes these and nothing else
 RUN_ENTRIES = ("options.json", "model_config.json", "metrics.jsonl", "checkpoints", "debug", "embedding.weights.h5",
                "scene.weights.h5", "loss.png", "validation.png", "episode.png", "tensorboard", "test", "validation",
-               "test_shift", "test_crops", "operating_point.json", "baselines", "ablations")
+               "test_shift", "validation_shift", "test_crops", "operating_point.json", "baselines", "ablations")
 
 
 def check_new_run_dir(launch):

@@ -214,20 +214,21 @@ def test_workers_of_a_killed_run_exit_at_once(tmp_path):
     assert not alive(), f"workers {alive()} outlived their parent"
 
 
-def test_test_shift_shows_the_test_objects_from_outside_the_training_cameras(tiny_data):
+@pytest.mark.parametrize("name", ["test", "validation"])
+def test_a_shift_split_shows_its_splits_objects_from_outside_the_training_cameras(tiny_data, name):
     from generate_data import SHIFTED_CAMERA
 
-    test, shift = Split(tiny_data, "test"), Split(tiny_data, "test_shift")  # sharing objects is allowed here
-    assert shift.manifest["object_ids"] == test.manifest["object_ids"] and shift.num_scenes == test.num_scenes
+    same, shift = Split(tiny_data, name), Split(tiny_data, f"{name}_shift")  # sharing objects is allowed here
+    assert shift.manifest["object_ids"] == same.manifest["object_ids"] and shift.num_scenes == same.num_scenes
     assert shift.manifest["camera"]["distance"] == list(SHIFTED_CAMERA.distance)
-    assert test.manifest["camera"]["distance"] == [1.0, 2.0]
+    assert same.manifest["camera"]["distance"] == [1.0, 2.0]
 
     def box_areas(split):
         boxes = np.concatenate([split.scene(i)["boxes"].reshape(-1, 4) for i in range(split.num_scenes)])
         boxes = boxes[boxes[:, 0] >= 0].astype(float)
         return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
-    assert np.mean(box_areas(shift)) < 0.7 * np.mean(box_areas(test))  # farther: smaller objects
+    assert np.mean(box_areas(shift)) < 0.7 * np.mean(box_areas(same))  # farther: smaller objects
 
 
 def test_a_data_dir_made_before_test_shift_is_completed_not_refused(tiny_data, tmp_path):

@@ -167,6 +167,9 @@ def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tin
     pyramid = yolz_test.main([*args, "--split", "validation", "--pyramid-scales", "2"])
     assert pyramid["pyramid_scales"] == [2.0] and (run / "validation_pyramid2" / "metrics.json").exists()
     assert pyramid["box_threshold"] == 0.9  # a pyramid is not what the threshold was chosen for: it keeps it
+    shifted = yolz_test.main([*args, "--split", "validation_shift"])  # nor the validation objects' other cameras
+    assert shifted["box_threshold"] == 0.9
+    assert set(shifted["per_object_average_precision"]) <= {str(i) for i in range(10, 15)}  # validation's ids
     assert json.loads((run / "operating_point.json").read_text())["threshold"] == 0.9
     assert detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--refs",
                         *write_views(tiny_data, tmp_path)])["threshold"] == 0.9
