@@ -220,7 +220,7 @@ def parse_args(argv=None):
     parser.add_argument("--nms-iou", type=unit_interval, default=NMS_IOU,
                         help="non-max suppression IoU (default: %(default)s)")
     parser.add_argument("--pyramid-scales", type=at_least_one, nargs="+", default=(), metavar="SCALE",
-                        help="also look for small boxes in the scene enlarged by these factors (e.g. 1.7: for a "
+                        help="also look for small boxes in the scene enlarged by these factors (e.g. 2: for a "
                         "camera farther than in training; docs/results.md, Robustness)")
     parser.add_argument("--out", help="one scene: write it with the detections drawn here (PNG, or the format its "
                         "suffix names: .jpg, .webp, ...); several: a new or empty directory for NAME.png each")

@@ -203,7 +203,7 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
          batch_size=8, num_pictures=48, absent_queries=4, threshold=None, min_score=MIN_SCORE, nms_iou=NMS_IOU,
          pyramid_scales=()):
     """Tests a run on a split and writes out_dir (default RUN_DIR/SPLIT, RUN_DIR/SPLIT_crops with
-    references="crops", RUN_DIR/SPLIT_pyramid1.7 with pyramid_scales (1.7,): evaluate.model_answer)
+    references="crops", RUN_DIR/SPLIT_pyramid2 with pyramid_scales (2.0,): evaluate.model_answer)
     -> metrics.json's dict. num_views 0: the N the run trained with.
 
     threshold None: the run's operating threshold, the best box F1 on the validation split with
@@ -314,7 +314,8 @@ def make_parser():
                         f"RUN_DIR/{OPERATING_POINT_FILE})")
     parser.add_argument("--pyramid-scales", type=at_least_one, nargs="+", default=(), metavar="SCALE",
                         help="also answer the scenes enlarged by these factors, tile by tile, for boxes smaller than "
-                        "the smallest prior (a test-time pyramid for cameras farther than in training, e.g. 1.7)")
+                        "the smallest prior (a test-time pyramid for cameras farther than in training, e.g. 2: "
+                        "chosen on validation_shift)")
     return parser
 
 
