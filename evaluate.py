@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from boxes import decode, select, visible
-from data import GREY, EpisodeLoader, SceneCrops, Split, read_json
+from data import GREY, SPLITS, EpisodeLoader, SceneCrops, Split, read_json
 from metrics import average_precision, box_metrics, match_detections, pixel_metrics, recall_at_1
 from models import INFERENCE_KEYS, check_scene_size, embed_objects, find_in_scenes, infer_batch, load_run
 from util import non_negative_int, unit_interval
@@ -60,7 +60,7 @@ def evaluation_parser(description, out_dir_help, run_dir_help="a finished run of
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--run-dir", default="pretrained", help=run_dir_help)
     parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
-    parser.add_argument("--split", choices=("test", "validation", "test_shift", "validation_shift"), default="test",
+    parser.add_argument("--split", choices=tuple(s for s in SPLITS if s != "train"), default="test",
                         help="test_shift, validation_shift: the test or validation objects seen from cameras outside "
                         "the training ranges")
     parser.add_argument("--out-dir", help=out_dir_help)
