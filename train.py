@@ -19,6 +19,7 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -33,8 +34,8 @@ from tqdm import tqdm  # noqa: E402
 
 import distributed  # noqa: E402
 from boxes import kmeans_priors, visible  # noqa: E402
-from data import (DataError, EpisodeLoader, SceneCrops, Split, composite_uint8, prefetch, read_json,  # noqa: E402
-                  write_json_atomic)
+from data import (SPLITS, DataError, EpisodeLoader, SceneCrops, Split, composite_uint8, prefetch,  # noqa: E402
+                  read_json, write_json_atomic)
 from evaluate import box_queries, evaluate, model_answer  # noqa: E402
 from losses import total_loss  # noqa: E402
 from metrics import box_metrics, pixel_metrics  # noqa: E402
@@ -446,15 +447,23 @@ def parse_args(argv=None):
 
 # what a run dir holds: --overwrite removes these and nothing else
 RUN_ENTRIES = ("options.json", "model_config.json", "metrics.jsonl", "checkpoints", "debug", "embedding.weights.h5",
-               "scene.weights.h5", "loss.png", "validation.png", "episode.png", "tensorboard", "test", "validation",
-               "test_shift", "validation_shift", "test_crops", "operating_point.json", "baselines", "ablations")
+               "scene.weights.h5", "loss.png", "validation.png", "episode.png", "tensorboard", "operating_point.json",
+               "baselines", "ablations")
+# test.py's evaluation dirs: SPLIT, SPLIT_crops, SPLIT_pyramid2, SPLIT_crops_pyramid1.4_pyramid2
+EVALUATION_DIR = re.compile(rf"({'|'.join(SPLITS)})(_crops)?(_pyramid[0-9.e+-]+)*")
+
+
+def run_entries(run_dir):
+    """The names in run_dir that yolz wrote there: RUN_ENTRIES and test.py's evaluation dirs."""
+    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
+    return sorted(n for n in names if n in RUN_ENTRIES or EVALUATION_DIR.fullmatch(n))
 
 
 def check_new_run_dir(launch):
     """A DataError if run_dir holds a run and --overwrite was not given; or names a file."""
     if os.path.exists(launch.run_dir) and not os.path.isdir(launch.run_dir):
         raise DataError(f"--run-dir {launch.run_dir} is a file: give a directory")
-    held = [n for n in RUN_ENTRIES if os.path.exists(os.path.join(launch.run_dir, n))]
+    held = run_entries(launch.run_dir)
     if held and not launch.overwrite:
         raise DataError(f"{launch.run_dir} holds a run ({', '.join(held[:3])}...): carry it on with "
                         f"python train.py --resume {launch.run_dir}, replace it with --overwrite, or give another "
@@ -464,7 +473,7 @@ def check_new_run_dir(launch):
 def start_run_dir(run_dir, hp, launch, config):
     """Writes a new run's options.json, model_config.json and empty metrics.jsonl (with --overwrite,
     after removing the old run's entries)."""
-    for name in RUN_ENTRIES:
+    for name in run_entries(run_dir):
         path = os.path.join(run_dir, name)
         if os.path.isdir(path):
             shutil.rmtree(path)
