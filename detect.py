@@ -26,8 +26,8 @@ from tqdm import tqdm  # noqa: E402
 
 from boxes import select  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
-from evaluate import (NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD, decoded, stored_threshold,  # noqa: E402
-                      with_pyramid)
+from evaluate import (FALSE_ALARM_BUDGET, NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD, decoded,  # noqa: E402
+                      averaged_over_flips, stored_threshold, with_pyramid)
 from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
 from util import at_least_one, draw_boxes, io_error_line, palette, save_png, unit_interval, upsample  # noqa: E402
 
@@ -118,9 +118,10 @@ class Detector:
     threshold None: the run's own (RUN_DIR/operating_point.json, chosen on its validation split
     by test.py), else 0.2 with a note on stderr. pyramid_scales: also look for small boxes in the
     scene enlarged by these factors (evaluate.with_pyramid), for cameras farther than training's.
+    flips: average the outputs over the scene and its mirror images (evaluate.averaged_over_flips).
     """
 
-    def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, pyramid_scales=()):
+    def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, pyramid_scales=(), flips=False):
         self.run_dir = run_dir
         self.run = load_run(run_dir)
         self.config = self.run.config
@@ -136,6 +137,7 @@ class Detector:
         self.threshold = threshold
         self.nms_iou = nms_iou
         self.pyramid_scales = tuple(pyramid_scales)
+        self.flips = flips
 
     def embed(self, views):
         """A list of reference views (paths or arrays) -> the object's (E,) float32 embedding."""
@@ -145,26 +147,34 @@ class Detector:
         backgrounds = np.full((1, len(views), 3), GREY, dtype=np.uint8)
         return np.asarray(embed_objects(self.run.params, self.run.nt_params, boxed, backgrounds, self.run.models))[0]
 
-    def find(self, scene, objects, threshold=None, pyramid_scales=None):
+    def find(self, scene, objects, threshold=None, pyramid_scales=None, flips=None):
         """One scene (path or array) and {name: views or embedding} -> {name: {"boxes": (n, 4) int,
         "scores": (n,) float, "heatmap": (H, W) float32}}, boxes best first; the scene backbone runs
-        once for all objects. threshold, pyramid_scales None: the detector's own."""
+        once for all objects. threshold, pyramid_scales, flips None: the detector's own."""
         threshold = self.threshold if threshold is None else threshold
         pyramid_scales = self.pyramid_scales if pyramid_scales is None else tuple(pyramid_scales)
+        flips = self.flips if flips is None else flips
         rgba = as_rgba(scene)
         boxed, scale, (pad_x, pad_y) = letterbox(rgba, self.config.scene_size)
         embeddings = np.stack([v if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f"
                                else self.embed(v) for v in objects.values()])  # (C, E)
 
-        def answer(scenes):  # (1, H, H, 3) uint8 -> (C, G, G) P(object), [1][C] of (all boxes, scores)
+        def outputs(scenes):  # (1, H, H, 3) uint8 -> (1, C, G, G) P(object), (1, C, G, G, A, 5) raw box outputs
             probs, raw = find_in_scene(self.run.params, self.run.nt_params, scenes[0], embeddings, self.run.models)
-            return np.asarray(probs), decoded(self.config, np.asarray(raw)[None], np.asarray(probs)[None])
+            return np.asarray(probs)[None], np.asarray(raw)[None]
+
+        def answer(scenes):  # (1, H, H, 3) uint8 -> [1][C] of (all boxes, scores)
+            probs, raw = outputs(scenes)
+            return decoded(self.config, raw, probs)
 
         scene = on_grey(boxed)[None]
-        probs, candidates = answer(scene)
+        probs, raw = outputs(scene)
+        if flips:
+            probs, raw = averaged_over_flips(probs, raw, scene, outputs)
+        candidates = decoded(self.config, raw, probs)
+        probs = probs[0]
         if pyramid_scales:
-            candidates = with_pyramid(candidates, scene, pyramid_scales, lambda tiles: answer(tiles)[1],
-                                      self.config)
+            candidates = with_pyramid(candidates, scene, pyramid_scales, answer, self.config)
         h, w = rgba.shape[:2]
         inner = (slice(pad_y, pad_y + max(1, round(h * scale))), slice(pad_x, pad_x + max(1, round(w * scale))))
         found = {}
@@ -215,13 +225,16 @@ def parse_args(argv=None):
     refs.add_argument("--refs-dir", help="one sub-folder of reference views per object, named by the folder")
     parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
     parser.add_argument("--threshold", type=unit_interval,
-                        help=f"lowest score reported (default: the run's, the best box F1 on its validation split: "
-                        f"RUN_DIR/{OPERATING_POINT_FILE})")
+                        help=f"lowest score reported (default: the run's, chosen on its validation split to keep "
+                        f"false alarms to {FALSE_ALARM_BUDGET} per absent object: RUN_DIR/{OPERATING_POINT_FILE})")
     parser.add_argument("--nms-iou", type=unit_interval, default=NMS_IOU,
                         help="non-max suppression IoU (default: %(default)s)")
     parser.add_argument("--pyramid-scales", type=at_least_one, nargs="+", default=(), metavar="SCALE",
                         help="also look for small boxes in the scene enlarged by these factors (e.g. 2: for a "
                         "camera farther than in training; docs/results.md, Robustness)")
+    parser.add_argument("--flips", action="store_true",
+                        help="average the outputs over the scene and its left-right and upside-down mirror images "
+                        "(3x the time; docs/results.md, Test-time flips)")
     parser.add_argument("--out", help="one scene: write it with the detections drawn here (PNG, or the format its "
                         "suffix names: .jpg, .webp, ...); several: a new or empty directory for NAME.png each")
     return parser.parse_args(argv)
@@ -287,7 +300,7 @@ def main(argv=None):
         if args.out and single:
             check_out(args.out)
             outs = [args.out]
-        detector = Detector(args.run_dir, args.threshold, args.nms_iou, args.pyramid_scales)
+        detector = Detector(args.run_dir, args.threshold, args.nms_iou, args.pyramid_scales, args.flips)
         embeddings = {name: detector.embed(refs) for name, refs in objects}
         if args.out and not single:
             outs = out_paths(args.out, paths)

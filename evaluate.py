@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import io
 import itertools
+import math
 import os
 import time
 
@@ -35,7 +36,7 @@ OPERATING_POINT_FILE = "operating_point.json"  # in a run dir: its threshold, ch
 OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 0.05))
 MIN_SCORE = 0.01  # lowest box score kept for AP
 NMS_IOU = 0.5
-FALSE_ALARM_BUDGET = 0.2  # false alarms per absent query a box recall is also reported at: one in five queries
+FALSE_ALARM_BUDGET = 0.2  # false alarms per absent query a run operates within: "not here" holds for 4 in 5
 EPISODE_KEYS = (*INFERENCE_KEYS, "masks", "obj_ids", "boxes")
 
 
@@ -130,13 +131,43 @@ def with_pyramid(found, scenes, scales, answer, config):
     return [[(np.concatenate(boxes), np.concatenate(scores)) for boxes, scores in scene] for scene in found]
 
 
-def model_answer(models, params, nt_params, pyramid_scales=()):
+def unmirrored(probs, raw, axis):
+    """(B, Q, G, G) P(object) and (B, Q, G, G, A, 5) raw box outputs (or None) of scenes mirrored along
+    their axis 1 (upside down) or 2 (left-right) -> the scenes' own: the cells mirrored back, and each
+    centre's offset within its cell too, o -> 1 - o, whose logit is the negative (boxes.cell_offset is
+    symmetric about 1/2)."""
+    probs = np.flip(probs, axis + 1)
+    if raw is None:
+        return probs, None
+    raw = np.flip(raw, axis + 1).copy()
+    raw[..., 3 - axis] *= -1  # axis 2 (x): t_x, channel 1; axis 1 (y): t_y, channel 2
+    return probs, raw
+
+
+def averaged_over_flips(probs, raw, scenes, answer):
+    """Test-time flips: the (B, Q, G, G) P(object) and (B, Q, G, G, A, 5) raw box outputs (or None) of
+    the (B, H, W, 3) uint8 scenes averaged with those of the scenes mirrored left-right and upside
+    down, mirrored back. answer(scenes) -> their (P(object), raw outputs)."""
+    outputs = [(np.asarray(probs), None if raw is None else np.asarray(raw))]
+    for axis in (2, 1):
+        mirrored_probs, mirrored_raw = answer(np.ascontiguousarray(np.flip(scenes, axis)))
+        outputs.append(unmirrored(np.asarray(mirrored_probs), None if mirrored_raw is None
+                                  else np.asarray(mirrored_raw), axis))
+    return (np.mean([p for p, _ in outputs], axis=0),
+            None if raw is None else np.mean([r for _, r in outputs], axis=0))
+
+
+def model_answer(models, params, nt_params, pyramid_scales=(), flips=False):
     """The models' answer(batch) -> ((B, Q, G, G) P(object), [B][Q] of (all decoded boxes, scores) or
-    None without a box head). pyramid_scales: factors > 1 of a test-time scene pyramid (with_pyramid)
-    whose boxes are added; P(object) stays the scene's own."""
+    None without a box head). flips: the outputs averaged over the scenes mirrored both ways
+    (averaged_over_flips; 3 passes). pyramid_scales: factors > 1 of a test-time scene pyramid
+    (with_pyramid) whose boxes are added; P(object) stays the scene's own."""
     def answer(batch):
         inputs = {k: batch[k] for k in INFERENCE_KEYS}
         probs, raw, objects = infer_batch(params, nt_params, inputs, models)
+        if flips:
+            probs, raw = averaged_over_flips(probs, raw, batch["scene"], lambda scenes: find_in_scenes(
+                params, nt_params, scenes, objects, models))
         probs = np.asarray(probs)
         if raw is None:
             return probs, None
@@ -220,19 +251,26 @@ def box_queries(pred):
 
 def box_figures(pred, threshold):
     """Box AP over every query (absent ones add only false positives), AP of present queries alone,
-    false positives per absent query at the operating threshold (None: these predictions' best
-    operating point), the operating points, and the recall within FALSE_ALARM_BUDGET."""
+    the operating point at the threshold (None: these predictions' own, budget_threshold), the
+    operating points at OPERATING_THRESHOLDS, and the recall within FALSE_ALARM_BUDGET."""
     present, absent = box_queries(pred)
-    points = operating_points(present, absent)
-    threshold = best_operating_point(points)["threshold"] if threshold is None else threshold
+    recall, at = recall_at_false_alarms(present, absent)
+    threshold = budget_threshold(at) if threshold is None else threshold
+    point = operating_points(present, absent, (threshold,))[str(threshold)]
     out = {f"box_{k}": v for k, v in box_metrics(present + absent).items()}
     out.update({f"box_{k}_present_only": v for k, v in box_metrics(present).items() if k.startswith("ap")})
-    recall, at = recall_at_false_alarms(present, absent)
-    out.update({"absent_queries": len(absent), "box_threshold": threshold,
+    out.update({"absent_queries": len(absent), "box_threshold": threshold, "box_precision": point["precision"],
+                "box_recall": point["recall"], "box_f1": point["f1"],
+                "absent_false_positives_per_query": point["absent_false_positives_per_query"],
                 "box_recall_at_false_alarm_budget": recall, "box_threshold_at_false_alarm_budget": at,
-                "absent_false_positives_per_query": false_positives_per_query([sc for _, sc, _ in absent], threshold),
-                "box_operating_points": points})
+                "box_operating_points": operating_points(present, absent)})
     return out
+
+
+def budget_threshold(at):
+    """recall_at_false_alarms()' threshold (detections scoring above it are kept) -> the operating
+    threshold a run chooses on validation, which keeps scores at or above it: the next thousandth up."""
+    return round(math.floor(at * 1000 + 1e-6) / 1000 + 0.001, 3)
 
 
 def coco_json(pred):

@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 
 from boxes import visible  # noqa: E402
 from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
-from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, best_operating_point,  # noqa: E402
-                      box_figures, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load,
-                      model_answer, object_embeddings, retrieval_recall, stored_threshold)
+from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, box_figures,  # noqa: E402
+                      cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load, model_answer,
+                      object_embeddings, retrieval_recall, stored_threshold)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import (at_least_one, atomic_write, border, draw_boxes, heatmap, hstack, io_error_line,  # noqa: E402
@@ -117,14 +117,16 @@ def robustness_table(figures):
     share of the test split's with rendered references."""
     test_ap = figures.get("test", {}).get("box_ap50")
     rows = ["<tr><th>evaluation</th><th>split</th><th>references</th><th>per-cell AP</th><th>box AP50</th>"
-            "<th>AP[.50:.95]</th><th>FP per absent query (threshold)</th><th>box AP50 / test's</th></tr>"]
+            "<th>AP[.50:.95]</th><th>recall, FP per absent query (threshold)</th><th>box AP50 / test's</th></tr>"]
     for name, m in figures.items():
         if "box_ap50" not in m:
             continue
         ratio = f"{m['box_ap50'] / test_ap:.2f}" if test_ap else "-"
+        recall = f"{m['box_recall']:.3f}" if "box_recall" in m else "-"
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{m['split']}</td><td>{m.get('references', 'renders')}</td>"
                     f"<td>{m['average_precision']:.3f}</td><td>{m['box_ap50']:.3f}</td><td>{m['box_ap50_95']:.3f}</td>"
-                    f"<td>{m['absent_false_positives_per_query']:.2f} ({m['box_threshold']:.2f})</td><td>{ratio}</td></tr>")
+                    f"<td>{recall}, {m['absent_false_positives_per_query']:.2f} ({m['box_threshold']:.3f})</td>"
+                    f"<td>{ratio}</td></tr>")
     return "\n".join(rows) if len(rows) > 1 else ""
 
 
@@ -133,7 +135,7 @@ def write_index(path, run_dir, metrics, rows, absent_rows, neighbours=False, oth
     score); neighbours: whether neighbours.png is there; others: {name: metrics} of the run's
     evaluations, this one included, for the robustness table."""
     keys = ("average_precision", "positive_rate", "roc_auc", "f1@0.5", "retrieval_recall@1", "box_ap50",
-            "box_ap50_95", "absent_false_positives_per_query")
+            "box_ap50_95", "box_threshold", "box_recall", "absent_false_positives_per_query")
     headline = ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if metrics.get(k) is not None)
     has_boxes = "box_ap50" in metrics
 
@@ -201,20 +203,21 @@ def check_out_dir(out_dir, default):
 
 def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, background="grey", references="renders",
          batch_size=8, num_pictures=48, absent_queries=4, threshold=None, min_score=MIN_SCORE, nms_iou=NMS_IOU,
-         pyramid_scales=()):
+         pyramid_scales=(), flips=False):
     """Tests a run on a split and writes out_dir (default RUN_DIR/SPLIT, RUN_DIR/SPLIT_crops with
-    references="crops", RUN_DIR/SPLIT_pyramid2 with pyramid_scales (2.0,): evaluate.model_answer)
-    -> metrics.json's dict. num_views 0: the N the run trained with.
+    references="crops", RUN_DIR/SPLIT_pyramid2 with pyramid_scales (2.0,), RUN_DIR/SPLIT_flips with
+    flips: evaluate.model_answer) -> metrics.json's dict. num_views 0: the N the run trained with.
 
-    threshold None: the run's operating threshold, the best box F1 on the validation split with
-    rendered references; on that split (and first, if the run has none yet) test.py chooses it
-    and writes RUN_DIR/operating_point.json."""
+    threshold None: the run's operating threshold, the lowest score that keeps the validation split's
+    absent queries within FALSE_ALARM_BUDGET false detections each (rendered references); on that
+    split (and first, if the run has none yet) test.py chooses it and writes RUN_DIR/operating_point.json."""
     default_out = os.path.join(run_dir, split_name + ("_crops" if references == "crops" else "")
-                               + "".join(f"_pyramid{s:g}" for s in pyramid_scales))
+                               + "".join(f"_pyramid{s:g}" for s in pyramid_scales) + ("_flips" if flips else ""))
     out_dir = out_dir or default_out
     check_out_dir(out_dir, default_out)
     run, split = load(run_dir, data_dir, split_name)
-    chooses = split_name == "validation" and references == "renders" and not pyramid_scales and bool(run.config.priors)
+    chooses = (split_name == "validation" and references == "renders" and not pyramid_scales and not flips
+               and bool(run.config.priors))
     if threshold is None and not chooses and run.config.priors:
         threshold = stored_threshold(run_dir)
         if threshold is None:
@@ -227,9 +230,10 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     if num_views > split.views_per_object:
         raise DataError(f"--num-views {num_views}: {data_dir}/{split_name} has only {split.views_per_object} "
                         "views per object")
-    pred = evaluate(split, model_answer(run.models, run.params, run.nt_params, pyramid_scales), num_views=num_views,
-                    num_absent=absent_queries, batch_size=batch_size, background=background, references=references,
-                    min_score=min_score, nms_iou=nms_iou, desc="testing")
+    answer = model_answer(run.models, run.params, run.nt_params, pyramid_scales, flips)
+    pred = evaluate(split, answer, num_views=num_views, num_absent=absent_queries, batch_size=batch_size,
+                    background=background, references=references, min_score=min_score, nms_iou=nms_iou,
+                    desc="testing")
     embeddings = object_embeddings(split, run, num_views)
     metrics = cell_figures(pred, retrieval_recall(embeddings))
     if run.config.priors:
@@ -238,13 +242,16 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
         metrics.update(box_figures(pred, threshold))  # threshold None here: this split's best (it chooses)
         threshold = metrics["box_threshold"]
         if chooses:
-            point = best_operating_point(metrics["box_operating_points"])
             write_json_atomic(os.path.join(run_dir, OPERATING_POINT_FILE), {
-                **point, "chosen_on": split_name, "data_dir": data_dir, "num_views": num_views,
-                "absent_queries": absent_queries, "rule": "best box F1 at IoU 0.5, absent queries' detections false"})
+                "threshold": threshold, "precision": metrics["box_precision"], "recall": metrics["box_recall"],
+                "f1": metrics["box_f1"],
+                "absent_false_positives_per_query": metrics["absent_false_positives_per_query"],
+                "chosen_on": split_name, "data_dir": data_dir, "num_views": num_views, "absent_queries": absent_queries,
+                "rule": f"the lowest score at which absent queries raise at most {FALSE_ALARM_BUDGET} detections each"
+                        " (all false); recall and precision at IoU 0.5"})
     metrics.update({"scenes_per_s": pred.scenes_per_s, "compile_s": pred.compile_s, "run_dir": run_dir,
                     "data_dir": data_dir, "split": split_name, "num_views": num_views, "background": background,
-                    "references": references, "pyramid_scales": list(pyramid_scales),
+                    "references": references, "pyramid_scales": list(pyramid_scales), "flips": flips,
                     "crop_fallback_objects": sorted(pred.loader.crops.fallbacks)
                     if pred.loader.crops else [],
                     "device": jax.devices()[0].device_kind})
@@ -281,15 +288,17 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
         write_json_atomic(os.path.join(tmp, "coco_detections.json"), coco_results, indent=None)
     swap_dir(tmp, out_dir)
     crops = " (reference views cut from other scenes)" if references == "crops" else ""
-    print(f"{split_name} split{crops}, {metrics['num_objects']} objects never seen in training, {metrics['num_scenes']} "
-          f"scenes: per-cell AP {metrics['average_precision']:.3f} (a constant guess: {metrics['positive_rate']:.3f}), "
+    print(f"{split_name} split{crops}, {metrics['num_objects']} objects never seen in training, "
+          f"{metrics['num_scenes']} scenes: per-cell AP {metrics['average_precision']:.3f} "
+          f"(a constant guess: {metrics['positive_rate']:.3f}), "
           f"ROC AUC {metrics['roc_auc']:.3f}, F1@0.25 {metrics['f1@0.25']:.3f}, F1@0.5 {metrics['f1@0.5']:.3f}, "
           f"retrieval recall@1 {metrics['retrieval_recall@1'] or float('nan'):.3f}; {pred.scenes_per_s:.1f} scenes/s")
     if "box_ap50" in metrics:
         print(f"boxes, COCO (pycocotools, mean over objects): AP {metrics['coco_ap']:.3f}, AP50 "
               f"{metrics['coco_ap50']:.3f}, AP75 {metrics['coco_ap75']:.3f}; yolz's (pooled over queries): AP50 "
-              f"{metrics['box_ap50']:.3f}, AP[.50:.95] {metrics['box_ap50_95']:.3f}; false positives per absent "
-              f"query {metrics['absent_false_positives_per_query']:.2f} at score {threshold}; recall "
+              f"{metrics['box_ap50']:.3f}, AP[.50:.95] {metrics['box_ap50_95']:.3f}; at score {threshold}: recall "
+              f"{metrics['box_recall']:.3f}, precision {metrics['box_precision']:.3f}, false positives per absent "
+              f"query {metrics['absent_false_positives_per_query']:.2f}; recall "
               f"{metrics['box_recall_at_false_alarm_budget']:.3f} at {FALSE_ALARM_BUDGET} false positives per absent "
               f"query (score > {metrics['box_threshold_at_false_alarm_budget']:.3f})")
     coco = ", coco_ground_truth.json, coco_detections.json" if run.config.priors else ""
@@ -316,6 +325,9 @@ def make_parser():
                         help="also answer the scenes enlarged by these factors, tile by tile, for boxes smaller than "
                         "the smallest prior (a test-time pyramid for cameras farther than in training, e.g. 2: "
                         "chosen on validation_shift)")
+    parser.add_argument("--flips", action="store_true",
+                        help="average the outputs over the scene and its left-right and upside-down mirror images "
+                        "(test-time augmentation; 3x the time; the run's threshold is kept)")
     return parser
 
 
@@ -326,7 +338,8 @@ def main(argv=None):
         return test(args.run_dir, args.data_dir, args.split, out_dir=args.out_dir, num_views=args.num_views,
                     background=args.background, references=args.references, batch_size=args.batch_size,
                     num_pictures=args.num_pictures, absent_queries=args.absent_queries, threshold=args.threshold,
-                    min_score=args.min_score, nms_iou=args.nms_iou, pyramid_scales=tuple(args.pyramid_scales))
+                    min_score=args.min_score, nms_iou=args.nms_iou, pyramid_scales=tuple(args.pyramid_scales),
+                    flips=args.flips)
     except DataError as error:
         sys.exit(f"error: {error}")
     except OSError as error:

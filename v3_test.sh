@@ -18,7 +18,7 @@ RUN_DIR="${1:-${RUN_DIR:-pretrained}}"
 : "${NUM_VIEWS:=0}"                   # N reference views per object; 0: the N the run trained with
 : "${NUM_PICTURES:=48}"               # (scene, object) pairs drawn, spread from worst to best
 : "${BATCH_SIZE:=8}"                  # scenes per eval step
-: "${THRESHOLD:=}"                    # operating score of a box detection; empty: the run's own (validation's best F1)
+: "${THRESHOLD:=}"                    # operating box score; empty: the run's own (chosen on validation)
 : "${ROBUSTNESS:=1}"                  # 0: the test split alone
 : "${PYTHON:=.venv/bin/python}"
 

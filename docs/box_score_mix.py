@@ -27,7 +27,7 @@ for a in map(float, (sys.argv[3] if len(sys.argv) > 3 else "0,0.25,0.5,0.75,1").
                 row.append((boxes, objectness ** (1 - a) * np.repeat(p.reshape(-1), len(config.priors)) ** a))
             mixed.append(row)
         return probs, mixed
-    figures = box_figures(evaluate(split, answer, num_views=4, num_absent=4), None)  # None: its best box F1
+    figures = box_figures(evaluate(split, answer, num_views=4, num_absent=4), None)  # None: its own threshold
     best = best_operating_point(figures["box_operating_points"])
     print(f"{run_dir} {split_name} a={a:.2f}: box AP50 {figures['box_ap50']:.3f}, "
           f"AP[.50:.95] {figures['box_ap50_95']:.3f}, recall {figures['box_recall_at_false_alarm_budget']:.3f} at "

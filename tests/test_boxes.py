@@ -195,3 +195,41 @@ def test_a_pyramid_adds_the_enlarged_scenes_small_boxes_in_the_scenes_own_pixels
     # at 4, 12, 20, 28 in a tile, in the cores [0, 24), [24, 40), [40, 64) 3 + 2 + 3 a side
     assert len(boxes) == 4 * 4 * 2 + 8 * 8
     np.testing.assert_array_equal(probs, 1.0)
+
+
+def test_flips_average_the_mirrored_passes_mirrored_back(monkeypatch):
+    """A fake model that finds an 8x8 box centred on a scene's one bright pixel, (21, 10): centre (21.5,
+    10.5), cell column 2, row 1 (stride 8), offsets 0.6875, 0.3125; mirrored left-right the pixel is at
+    (10, 10), upside down at (21, 21). Each pass, mirrored back, finds the same box, so their mean does
+    too, and only there. Its P(object) ignores the scene, (4 r + c) / 16 at row r, column c: the mean of
+    it and its two mirror images is (4 r + c + 4 r + 3 - c + 4 (3 - r) + c) / 48 = (4 r + c + 15) / 48."""
+    import types
+
+    import evaluate
+
+    config = ModelConfig(scene_size=32, priors=((8.0, 8.0),))  # grid 4, stride 8
+    scenes_seen = []
+
+    def find_in_scenes(params, nt_params, scenes, embeddings, models):
+        scenes_seen.append(scenes)
+        y, x = np.argwhere(scenes[0, ..., 0] > 0)[0]
+        (row, oy), (col, ox) = (divmod((v + 0.5) / 8, 1) for v in (y, x))
+        raw = np.zeros((1, 1, 4, 4, 1, 5), np.float32)
+        raw[..., 0] = -30.0
+        raw[0, 0, int(row), int(col), 0, :3] = 30.0, np.log(ox / (1 - ox)), np.log(oy / (1 - oy))
+        return np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) / 16, raw
+
+    def infer_batch(params, nt_params, batch, models):
+        return *find_in_scenes(params, nt_params, batch["scene"], None, models), None
+
+    monkeypatch.setattr(evaluate, "infer_batch", infer_batch)
+    monkeypatch.setattr(evaluate, "find_in_scenes", find_in_scenes)
+    scene = np.zeros((1, 32, 32, 3), np.uint8)
+    scene[0, 10, 21] = 255
+    answer = evaluate.model_answer(types.SimpleNamespace(config=config), None, None, flips=True)
+    probs, found = answer({"scene": scene, "anchors": None, "anchor_backgrounds": None})
+    assert [tuple(np.argwhere(s[0, ..., 0])[0]) for s in scenes_seen] == [(10, 21), (10, 10), (21, 21)]
+    boxes, scores = found[0][0]
+    np.testing.assert_allclose(boxes[scores > 0.5], [[17.5, 6.5, 25.5, 14.5]], atol=1e-4)
+    rows, cols = np.mgrid[:4, :4]
+    np.testing.assert_allclose(probs[0, 0], (4 * rows + cols + 15) / 48, rtol=1e-6)

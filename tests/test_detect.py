@@ -172,3 +172,16 @@ def test_a_pyramid_adds_small_boxes_only(trained, images):
     cli = detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
                        "--threshold", "0", "--pyramid-scales", "2"])
     assert [d["box"] for d in cli["objects"][0]["detections"]] == pyramid["boxes"].tolist()
+
+
+def test_flips_change_the_answer_and_the_command_line_gives_it(trained, images):
+    """--flips: the outputs averaged over the scene and its mirror images (by hand in test_boxes.py)
+    are not the plain ones, and detect.py's command line answers as Detector does."""
+    plain = detect.Detector(str(trained), threshold=0).find(images["scene"], {"mug": images["refs"]})["mug"]
+    flipped = detect.Detector(str(trained), threshold=0, flips=True).find(images["scene"], {"mug": images["refs"]})
+    flipped = flipped["mug"]
+    assert flipped["heatmap"].shape == plain["heatmap"].shape and not np.allclose(flipped["heatmap"], plain["heatmap"])
+    assert 0 <= flipped["heatmap"].min() and flipped["heatmap"].max() <= 1
+    cli = detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
+                       "--threshold", "0", "--flips"])
+    assert [d["box"] for d in cli["objects"][0]["detections"]] == flipped["boxes"].tolist()

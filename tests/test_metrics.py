@@ -82,7 +82,7 @@ def test_recall_within_the_false_alarm_budget_by_hand():
     queries' detections score 0.7, 0.5, 0.4: a budget of 0.2 per query allows 2 of them, so the
     threshold sits at the third (0.4) and only detections above it count: 2 hits of 4 boxes; a
     budget of 0 keeps only those above 0.7: 1 hit."""
-    from evaluate import recall_at_false_alarms
+    from evaluate import budget_threshold, operating_points, recall_at_false_alarms
 
     true = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
     present = [(np.array([[0, 0, 10, 10], [40, 40, 50, 50]]), np.array([0.9, 0.8]), true),
@@ -93,3 +93,8 @@ def test_recall_within_the_false_alarm_budget_by_hand():
     assert recall_at_false_alarms(present, absent, 0.1) == (pytest.approx(0.5), pytest.approx(0.5))
     assert recall_at_false_alarms(present, absent, 0.0) == (pytest.approx(0.25), pytest.approx(0.7))
     assert recall_at_false_alarms(present, absent, 0.3) == (pytest.approx(0.75), 0.0)  # every detection fits
+    # the operating threshold a run keeps (scores at or above it) lies just above the budget's
+    assert budget_threshold(0.4) == 0.401 and budget_threshold(0.0) == 0.001 and budget_threshold(0.4567) == 0.457
+    at = operating_points(present, absent, (0.401,))["0.401"]
+    assert at["recall"] == pytest.approx(0.5) and at["precision"] == pytest.approx(2 / 5)  # 2 hits among 5 kept
+    assert at["absent_false_positives_per_query"] == pytest.approx(0.2)

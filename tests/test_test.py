@@ -17,7 +17,8 @@ def test_end_to_end_writes_every_metric_and_picture(tiny_data, trained):
     for key in ("average_precision", "roc_auc", "positive_rate", "precision@0.25", "recall@0.5", "f1@0.75",
                 "retrieval_recall@1", "per_object_average_precision", "scenes_per_s", "box_ap50", "box_ap50_95",
                 "box_ap50_present_only", "absent_false_positives_per_query", "coco_ap", "coco_ap50", "coco_ap75",
-                "box_recall_at_false_alarm_budget", "box_threshold_at_false_alarm_budget"):
+                "box_recall_at_false_alarm_budget", "box_threshold_at_false_alarm_budget", "box_recall",
+                "box_precision", "box_f1"):
         assert key in metrics
     truth, found = (json.loads((out / f"coco_{n}.json").read_text()) for n in ("ground_truth", "detections"))
     assert len(truth["images"]) == 2 and {c["id"] for c in truth["categories"]} == set(range(15, 20))
@@ -27,6 +28,7 @@ def test_end_to_end_writes_every_metric_and_picture(tiny_data, trained):
     assert metrics["box_num_detections"] > 0 and metrics["box_num_true_boxes"] > 0
     at_zero = metrics["box_operating_points"]["0.05"]
     assert 0 <= at_zero["precision"] <= 1 and 0 <= at_zero["recall"] <= 1
+    assert metrics["box_threshold"] == 0 and metrics["box_recall"] >= at_zero["recall"]  # keeps more than 0.05
     assert metrics["num_scenes"] == 2 and metrics["num_pairs"] == 2 * 4 and metrics["num_views"] == 2
     assert set(metrics["per_object_average_precision"]) <= {str(i) for i in range(15, 20)}  # test ids only
     assert 0 <= metrics["positive_rate"] < 1 and 0 <= metrics["retrieval_recall@1"] <= 1
@@ -148,7 +150,7 @@ def test_bad_flags_are_one_line_errors(flag, value, capsys):
 
 def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tiny_data, trained, tmp_path, capsys):
     import detect
-    from evaluate import best_operating_point
+    from evaluate import FALSE_ALARM_BUDGET, budget_threshold
 
     run = shutil.copytree(trained, tmp_path / "run")
     for name in ("operating_point.json", "validation"):  # as other tests may have left them
@@ -158,15 +160,19 @@ def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tin
     metrics = yolz_test.main(args)
     assert "choosing its operating threshold on the validation split first" in capsys.readouterr().out
     chosen = json.loads((run / "operating_point.json").read_text())
-    points = json.loads((run / "validation" / "metrics.json").read_text())["box_operating_points"]
-    assert chosen["chosen_on"] == "validation" and chosen["threshold"] == best_operating_point(points)["threshold"]
-    assert all(p["f1"] <= chosen["f1"] for p in points.values())
+    validation = json.loads((run / "validation" / "metrics.json").read_text())
+    assert chosen["chosen_on"] == "validation" and validation["box_threshold"] == chosen["threshold"]
+    assert chosen["threshold"] == budget_threshold(validation["box_threshold_at_false_alarm_budget"])
+    assert chosen["absent_false_positives_per_query"] <= FALSE_ALARM_BUDGET
+    assert chosen["recall"] == validation["box_recall"] <= validation["box_recall_at_false_alarm_budget"]
     assert metrics["box_threshold"] == chosen["threshold"]
     (run / "operating_point.json").write_text(json.dumps({**chosen, "threshold": 0.9}))
     assert yolz_test.main(args)["box_threshold"] == 0.9  # the stored one, not a constant
     pyramid = yolz_test.main([*args, "--split", "validation", "--pyramid-scales", "2"])
     assert pyramid["pyramid_scales"] == [2.0] and (run / "validation_pyramid2" / "metrics.json").exists()
     assert pyramid["box_threshold"] == 0.9  # a pyramid is not what the threshold was chosen for: it keeps it
+    flipped = yolz_test.main([*args, "--split", "validation", "--flips"])
+    assert flipped["flips"] and flipped["box_threshold"] == 0.9 and (run / "validation_flips" / "metrics.json").exists()
     shifted = yolz_test.main([*args, "--split", "validation_shift"])  # nor the validation objects' other cameras
     assert shifted["box_threshold"] == 0.9
     assert set(shifted["per_object_average_precision"]) <= {str(i) for i in range(10, 15)}  # validation's ids
