@@ -116,9 +116,10 @@ class Detector:
     Scenes and reference views are paths or uint8 arrays ((H, W), RGB or RGBA), any size. An
     object is given by its views, or by `detector.embed(views)` computed once for many scenes.
     threshold None: the run's own (RUN_DIR/operating_point.json, chosen on its validation split
-    by test.py), else 0.2 with a note on stderr. pyramid_scales: also look for small boxes in the
-    scene enlarged by these factors (evaluate.with_pyramid), for cameras farther than training's.
-    flips: average the outputs over the scene and its mirror images (evaluate.averaged_over_flips).
+    by test.py; with flips, the one chosen with them), else 0.2 with a note on stderr.
+    pyramid_scales: also look for small boxes in the scene enlarged by these factors
+    (evaluate.with_pyramid), for cameras farther than training's. flips: average the outputs over
+    the scene and its mirror images (evaluate.averaged_over_flips).
     """
 
     def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, pyramid_scales=(), flips=False):
@@ -128,6 +129,11 @@ class Detector:
         if not self.config.priors:
             raise DataError(f"{run_dir} has no box head (its model_config.json has no priors): train one with "
                             "train.py --num-priors 3, or use pretrained")
+        if threshold is None and flips:
+            threshold = stored_threshold(run_dir, flips=True)
+            if threshold is None:
+                print(f"{run_dir} has no operating threshold for flips: using the one without; python test.py "
+                      f"--run-dir {run_dir} --split validation --flips chooses one", file=sys.stderr)
         if threshold is None:
             threshold = stored_threshold(run_dir)
             if threshold is None:

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from boxes import decode, select, visible
-from data import GREY, SPLITS, EpisodeLoader, SceneCrops, Split, read_json
+from data import GREY, SPLITS, EpisodeLoader, SceneCrops, Split, read_json, write_json_atomic
 from metrics import average_precision, box_metrics, match_detections, pixel_metrics, recall_at_1
 from models import INFERENCE_KEYS, check_scene_size, embed_objects, find_in_scenes, infer_batch, load_run
 from util import non_negative_int, unit_interval
@@ -327,10 +327,24 @@ def best_operating_point(points):
     return {"threshold": float(threshold), **best}
 
 
-def stored_threshold(run_dir):
-    """The operating threshold a run chose on its validation split, or None before test.py has."""
+def stored_threshold(run_dir, flips=False):
+    """The operating threshold a run chose on its validation split (flips: for answers averaged over
+    mirror images, model_answer's flips), or None before test.py has."""
     path = os.path.join(run_dir, OPERATING_POINT_FILE)
-    return read_json(path)["threshold"] if os.path.exists(path) else None
+    point = read_json(path) if os.path.exists(path) else {}
+    return ((point.get("flips") or {}) if flips else point).get("threshold")
+
+
+def write_operating_point(run_dir, point, flips=False):
+    """Stores an operating point chosen on validation in RUN_DIR/operating_point.json: at the top
+    level, or with flips under "flips"; the other one is kept."""
+    path = os.path.join(run_dir, OPERATING_POINT_FILE)
+    stored = read_json(path) if os.path.exists(path) else {}
+    if flips:
+        stored = {**stored, "flips": point}
+    else:
+        stored = {**point, **({"flips": stored["flips"]} if "flips" in stored else {})}
+    write_json_atomic(path, stored)
 
 
 def false_positives_per_query(absent_scores, threshold):

@@ -25,7 +25,7 @@ from boxes import visible  # noqa: E402
 from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
 from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, box_figures,  # noqa: E402
                       cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load, model_answer,
-                      object_embeddings, retrieval_recall, stored_threshold)
+                      object_embeddings, retrieval_recall, stored_threshold, write_operating_point)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import (at_least_one, atomic_write, border, draw_boxes, heatmap, hstack, io_error_line,  # noqa: E402
@@ -209,23 +209,24 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     flips: evaluate.model_answer) -> metrics.json's dict. num_views 0: the N the run trained with.
 
     threshold None: the run's operating threshold, the lowest score that keeps the validation split's
-    absent queries within FALSE_ALARM_BUDGET false detections each (rendered references); on that
-    split (and first, if the run has none yet) test.py chooses it and writes RUN_DIR/operating_point.json."""
+    absent queries within FALSE_ALARM_BUDGET false detections each (rendered references, no pyramid;
+    with flips, its own); on that split (and first, if the run has none yet) test.py chooses it and
+    writes RUN_DIR/operating_point.json (evaluate.write_operating_point)."""
     default_out = os.path.join(run_dir, split_name + ("_crops" if references == "crops" else "")
                                + "".join(f"_pyramid{s:g}" for s in pyramid_scales) + ("_flips" if flips else ""))
     out_dir = out_dir or default_out
     check_out_dir(out_dir, default_out)
     run, split = load(run_dir, data_dir, split_name)
-    chooses = (split_name == "validation" and references == "renders" and not pyramid_scales and not flips
+    chooses = (split_name == "validation" and references == "renders" and not pyramid_scales and threshold is None
                and bool(run.config.priors))
     if threshold is None and not chooses and run.config.priors:
-        threshold = stored_threshold(run_dir)
+        threshold = stored_threshold(run_dir, flips)
         if threshold is None:
-            print(f"{run_dir} has no {OPERATING_POINT_FILE} yet: choosing its operating threshold on the validation "
-                  "split first")
+            print(f"{run_dir} has no operating threshold{' for --flips' if flips else ''} in {OPERATING_POINT_FILE} "
+                  "yet: choosing it on the validation split first")
             threshold = test(run_dir, data_dir, "validation", num_views=num_views, background=background,
                              batch_size=batch_size, num_pictures=num_pictures, absent_queries=absent_queries,
-                             min_score=min_score, nms_iou=nms_iou)["box_threshold"]
+                             min_score=min_score, nms_iou=nms_iou, flips=flips)["box_threshold"]
     num_views = num_views or run.options["num_views"]
     if num_views > split.views_per_object:
         raise DataError(f"--num-views {num_views}: {data_dir}/{split_name} has only {split.views_per_object} "
@@ -242,13 +243,14 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
         metrics.update(box_figures(pred, threshold))  # threshold None here: this split's best (it chooses)
         threshold = metrics["box_threshold"]
         if chooses:
-            write_json_atomic(os.path.join(run_dir, OPERATING_POINT_FILE), {
+            point = {
                 "threshold": threshold, "precision": metrics["box_precision"], "recall": metrics["box_recall"],
                 "f1": metrics["box_f1"],
                 "absent_false_positives_per_query": metrics["absent_false_positives_per_query"],
                 "chosen_on": split_name, "data_dir": data_dir, "num_views": num_views, "absent_queries": absent_queries,
                 "rule": f"the lowest score at which absent queries raise at most {FALSE_ALARM_BUDGET} detections each"
-                        " (all false); recall and precision at IoU 0.5"})
+                        " (all false); recall and precision at IoU 0.5"}
+            write_operating_point(run_dir, point, flips)
     metrics.update({"scenes_per_s": pred.scenes_per_s, "compile_s": pred.compile_s, "run_dir": run_dir,
                     "data_dir": data_dir, "split": split_name, "num_views": num_views, "background": background,
                     "references": references, "pyramid_scales": list(pyramid_scales), "flips": flips,
@@ -327,7 +329,8 @@ def make_parser():
                         "chosen on validation_shift)")
     parser.add_argument("--flips", action="store_true",
                         help="average the outputs over the scene and its left-right and upside-down mirror images "
-                        "(test-time augmentation; 3x the time; the run's threshold is kept)")
+                        "(test-time augmentation; 3x the time; the run's threshold for it, chosen on validation with "
+                        "--flips)")
     return parser
 
 

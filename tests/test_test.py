@@ -150,7 +150,7 @@ def test_bad_flags_are_one_line_errors(flag, value, capsys):
 
 def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tiny_data, trained, tmp_path, capsys):
     import detect
-    from evaluate import FALSE_ALARM_BUDGET, budget_threshold
+    from evaluate import FALSE_ALARM_BUDGET, budget_threshold, write_operating_point
 
     run = shutil.copytree(trained, tmp_path / "run")
     for name in ("operating_point.json", "validation"):  # as other tests may have left them
@@ -158,7 +158,8 @@ def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tin
     args = ["--run-dir", str(run), "--data-dir", tiny_data, "--num-pictures", "2", "--absent-queries", "1",
             "--min-score", "0"]
     metrics = yolz_test.main(args)
-    assert "choosing its operating threshold on the validation split first" in capsys.readouterr().out
+    assert "operating threshold in operating_point.json yet: choosing it on the validation split" in \
+        capsys.readouterr().out
     chosen = json.loads((run / "operating_point.json").read_text())
     validation = json.loads((run / "validation" / "metrics.json").read_text())
     assert chosen["chosen_on"] == "validation" and validation["box_threshold"] == chosen["threshold"]
@@ -171,8 +172,6 @@ def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tin
     pyramid = yolz_test.main([*args, "--split", "validation", "--pyramid-scales", "2"])
     assert pyramid["pyramid_scales"] == [2.0] and (run / "validation_pyramid2" / "metrics.json").exists()
     assert pyramid["box_threshold"] == 0.9  # a pyramid is not what the threshold was chosen for: it keeps it
-    flipped = yolz_test.main([*args, "--split", "validation", "--flips"])
-    assert flipped["flips"] and flipped["box_threshold"] == 0.9 and (run / "validation_flips" / "metrics.json").exists()
     shifted = yolz_test.main([*args, "--split", "validation_shift"])  # nor the validation objects' other cameras
     assert shifted["box_threshold"] == 0.9
     assert set(shifted["per_object_average_precision"]) <= {str(i) for i in range(10, 15)}  # validation's ids
@@ -180,6 +179,21 @@ def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tin
     assert detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--refs",
                         *write_views(tiny_data, tmp_path)])["threshold"] == 0.9
     assert yolz_test.main([*args, "--threshold", "0.3"])["box_threshold"] == 0.3  # unless told
+    yolz_test.main([*args, "--split", "validation", "--threshold", "0.3"])  # told, validation does not choose
+    assert json.loads((run / "operating_point.json").read_text())["threshold"] == 0.9
+    # flips answer otherwise: their own threshold, chosen on validation with flips, beside the other
+    capsys.readouterr()
+    flipped = yolz_test.main([*args, "--flips"])
+    assert "no operating threshold for --flips" in capsys.readouterr().out
+    stored = json.loads((run / "operating_point.json").read_text())
+    with_flips = json.loads((run / "validation_flips" / "metrics.json").read_text())
+    assert stored["threshold"] == 0.9 and flipped["flips"] and (run / "test_flips" / "metrics.json").exists()
+    assert flipped["box_threshold"] == stored["flips"]["threshold"] == with_flips["box_threshold"]
+    assert stored["flips"]["threshold"] == budget_threshold(with_flips["box_threshold_at_false_alarm_budget"])
+    assert detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--flips", "--refs",
+                        *write_views(tiny_data, tmp_path)])["threshold"] == stored["flips"]["threshold"]
+    write_operating_point(str(run), {"threshold": 0.5})  # choosing again without flips keeps theirs
+    assert json.loads((run / "operating_point.json").read_text()) == {"threshold": 0.5, "flips": stored["flips"]}
 
 
 def write_views(data_dir, tmp_path):
