@@ -34,9 +34,23 @@ def run_on(devices, command):
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
+def initial_weights(run_dir):
+    """The weights a run started from: its own model config (priors included) and seed, no step taken."""
+    models = train.build(train.Hyperparameters(model_config=str(run_dir / "model_config.json")))
+    return [np.asarray(v) for model in (models.embedding, models.scene) for v in model.weights]
+
+
+def same_updates(start, a, b):
+    """-> per weight array, whether the runs ending at weights a and b moved it the same way from start:
+    ||a - b|| within 1% of ||a - start||, plus 1e-6 for arrays that only float noise moves (a bias
+    before a batch norm). Summing in another order and three steps through the losses leave up to
+    0.2% (2 devices on a 2-core AMD EPYC, 2026-12-03); a mis-averaged gradient leaves its error."""
+    return [np.linalg.norm(x - y) <= 1e-2 * np.linalg.norm(x - w) + 1e-6
+            for w, x, y in zip(start, a, b, strict=True)]
+
+
 def assert_same_weights(a, b):
-    for x, y in zip(weights(a), weights(b), strict=True):
-        np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+    assert all(same_updates(initial_weights(a), weights(a), weights(b)))
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +68,13 @@ def test_several_devices_train_to_the_same_weights(tiny_data, model_config, one_
     assert_same_weights(one_device, tmp_path / "run")
 
 
-def test_the_comparison_can_fail(one_device, model_config):
-    """Three steps move the weights well beyond the tolerance used above."""
-    models = train.build(train.Hyperparameters(model_config=model_config, num_priors=0))
-    initial = [np.asarray(v) for model in (models.embedding, models.scene) for v in model.weights]
-    trained = weights(one_device)
-    assert len(initial) <= len(trained)
-    assert not all(np.allclose(a, b, rtol=2e-4, atol=2e-5) for a, b in zip(initial, trained) if a.shape == b.shape)
+def test_the_comparison_can_fail(one_device):
+    """An update 2% off, as a gradient averaged over the wrong count would give, fails the comparison;
+    the same weights pass it."""
+    start, trained = initial_weights(one_device), weights(one_device)
+    off = [w + 1.02 * (x - w) for w, x in zip(start, trained)]
+    assert all(same_updates(start, trained, trained))
+    assert not all(same_updates(start, trained, off))
 
 
 def test_two_processes_train_to_the_same_weights(tiny_data, model_config, one_device, tmp_path):
