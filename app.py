@@ -23,13 +23,11 @@ from PIL import Image  # noqa: E402
 
 from data import DataError, Split  # noqa: E402
 from detect import Detector, as_rgba, draw, on_grey  # noqa: E402
+from evaluate import PYRAMID_SCALES  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import heatmap, io_error_line  # noqa: E402
 
 EXAMPLE_SCENES = (5, 17, 30)  # test-split scenes offered as examples, each with its first object's views
-# The "far camera" box: the scene pyramid's scale (evaluate.with_pyramid), chosen on validation_shift's
-# farther cameras among 1.4, 1.7, 2 and 2.4 (docs/results.md, Robustness).
-FAR_CAMERA_SCALES = (2.0,)
 
 
 def write_examples(data_dir, folder):
@@ -60,7 +58,7 @@ def answer(detector, scene, references, threshold, far=False):
         raise ValueError("add at least one reference picture of the object")
     rgba = as_rgba(scene)
     threshold = detector.threshold if threshold is None else float(threshold)
-    found = detector.find(rgba, {"object": list(references)}, threshold, FAR_CAMERA_SCALES if far else ())["object"]
+    found = detector.find(rgba, {"object": list(references)}, threshold, PYRAMID_SCALES if far else ())["object"]
     boxes = draw(rgba, {"object": found})
     heat = heatmap(on_grey(rgba), found["heatmap"])
     detections = [{"box": b.tolist(), "score": round(float(s), 4)} for b, s in zip(found["boxes"], found["scores"])]

@@ -26,8 +26,8 @@ from tqdm import tqdm  # noqa: E402
 
 from boxes import select  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
-from evaluate import (FALSE_ALARM_BUDGET, NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD, decoded,  # noqa: E402
-                      averaged_over_flips, stored_threshold, with_pyramid)
+from evaluate import (FALSE_ALARM_BUDGET, NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD,  # noqa: E402
+                      PYRAMID_MIN_GAIN, PYRAMID_SCALES, averaged_over_flips, decoded, stored_threshold, with_pyramid)
 from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
 from util import at_least_one, draw_boxes, io_error_line, palette, save_png, unit_interval, upsample  # noqa: E402
 
@@ -118,11 +118,14 @@ class Detector:
     threshold None: the run's own (RUN_DIR/operating_point.json, chosen on its validation split
     by test.py; with flips, the one chosen with them), else 0.2 with a note on stderr.
     pyramid_scales: also look for small boxes in the scene enlarged by these factors
-    (evaluate.with_pyramid), for cameras farther than training's. flips: average the outputs over
-    the scene and its mirror images (evaluate.averaged_over_flips).
+    (evaluate.with_pyramid), for cameras farther than training's; pyramid_min_gain: only where that
+    raises the median object's best score by more than it (evaluate.PYRAMID_MIN_GAIN, chosen on
+    validation; None: always). flips: average the outputs over the scene and its mirror images
+    (evaluate.averaged_over_flips).
     """
 
-    def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, pyramid_scales=(), flips=False):
+    def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, pyramid_scales=(), flips=False,
+                 pyramid_min_gain=None):
         self.run_dir = run_dir
         self.run = load_run(run_dir)
         self.config = self.run.config
@@ -143,6 +146,7 @@ class Detector:
         self.threshold = threshold
         self.nms_iou = nms_iou
         self.pyramid_scales = tuple(pyramid_scales)
+        self.pyramid_min_gain = pyramid_min_gain
         self.flips = flips
 
     def embed(self, views):
@@ -180,7 +184,7 @@ class Detector:
         candidates = decoded(self.config, raw, probs)
         probs = probs[0]
         if pyramid_scales:
-            candidates = with_pyramid(candidates, scene, pyramid_scales, answer, self.config)
+            candidates = with_pyramid(candidates, scene, pyramid_scales, answer, self.config, self.pyramid_min_gain)
         h, w = rgba.shape[:2]
         inner = (slice(pad_y, pad_y + max(1, round(h * scale))), slice(pad_x, pad_x + max(1, round(w * scale))))
         found = {}
@@ -238,6 +242,10 @@ def parse_args(argv=None):
     parser.add_argument("--pyramid-scales", type=at_least_one, nargs="+", default=(), metavar="SCALE",
                         help="also look for small boxes in the scene enlarged by these factors (e.g. 2: for a "
                         "camera farther than in training; docs/results.md, Robustness)")
+    parser.add_argument("--pyramid-auto", action="store_true",
+                        help="the pyramid (of --pyramid-scales, else 2) only where it raises the median object's best "
+                        f"box score by more than {PYRAMID_MIN_GAIN}: for cameras of unknown distance (it decides "
+                        "best with several objects asked at once)")
     parser.add_argument("--flips", action="store_true",
                         help="average the outputs over the scene and its left-right and upside-down mirror images "
                         "(3x the time; docs/results.md, Test-time flips)")
@@ -306,7 +314,9 @@ def main(argv=None):
         if args.out and single:
             check_out(args.out)
             outs = [args.out]
-        detector = Detector(args.run_dir, args.threshold, args.nms_iou, args.pyramid_scales, args.flips)
+        scales = tuple(args.pyramid_scales) or (PYRAMID_SCALES if args.pyramid_auto else ())
+        detector = Detector(args.run_dir, args.threshold, args.nms_iou, scales, args.flips,
+                            PYRAMID_MIN_GAIN if args.pyramid_auto else None)
         embeddings = {name: detector.embed(refs) for name, refs in objects}
         if args.out and not single:
             outs = out_paths(args.out, paths)

@@ -37,6 +37,12 @@ OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 
 MIN_SCORE = 0.01  # lowest box score kept for AP
 NMS_IOU = 0.5
 FALSE_ALARM_BUDGET = 0.2  # false alarms per absent query a run operates within: "not here" holds for 4 in 5
+# The test-time pyramid (with_pyramid) for cameras farther than training's: its scale, chosen on
+# validation_shift among 1.4, 1.7, 2 and 2.4; and --pyramid-auto's gate, the rise in a scene's median
+# best score above which a scene takes its boxes, chosen on validation + validation_shift
+# (docs/pyramid_gate.py; docs/results.md, Robustness)
+PYRAMID_SCALES = (2.0,)
+PYRAMID_MIN_GAIN = 0.0175
 EPISODE_KEYS = (*INFERENCE_KEYS, "masks", "obj_ids", "boxes")
 
 
@@ -106,29 +112,52 @@ def decoded(config, raw, probs):
              for r, p in zip(scene_raw, scene_probs)] for scene_raw, scene_probs in zip(raw, probs)]
 
 
-def with_pyramid(found, scenes, scales, answer, config):
-    """A test-time scene pyramid: found, [B][Q] of (boxes, scores) in the (B, H, H, 3) uint8 scenes,
-    with the boxes of the scenes enlarged by each of `scales` (> 1) added. answer((B, H, H, 3) tiles)
-    -> [B][Q] of (boxes, scores) in the tiles' pixels. Enlarged scenes are answered tile by tile at
-    the model's own size (pyramid_tiles) and add only boxes smaller than the smallest prior at the
-    scene's own size: as SNIP (Singh & Davis 2018) has each scale answer only for the sizes the
-    model learned, so that a scene seen from farther than in training finds its small objects
-    without the enlarged large ones turning into false alarms."""
+def pyramid_boxes(scenes, scales, answer, config):
+    """The boxes a test-time scene pyramid adds to the (B, H, H, 3) uint8 scenes -> [B][Q] of (boxes,
+    scores) in the scenes' pixels. answer((B, H, H, 3) tiles) -> [B][Q] of (boxes, scores) in the tiles'
+    pixels. Scenes enlarged by each of `scales` (> 1) are answered tile by tile at the model's own size
+    (pyramid_tiles) and add only boxes smaller than the smallest prior at the scene's own size: as SNIP
+    (Singh & Davis 2018) has each scale answer only for the sizes the model learned, so that a scene
+    seen from farther than in training finds its small objects without the enlarged large ones
+    turning into false alarms."""
     smallest = float(np.sqrt(np.min(np.prod(config.priors, axis=1))))
-    found = [[([boxes], [scores]) for boxes, scores in scene] for scene in found]
+    added = None
     h = scenes.shape[1]
     for scale in scales:
         size = round(h * scale)
         enlarged = jax.image.resize(scenes.astype(np.float32), (len(scenes), size, size, 3), "linear")
         enlarged = np.clip(np.round(np.asarray(enlarged)), 0, 255).astype(np.uint8)
         for (y, *rows), (x, *cols) in itertools.product(pyramid_tiles(size, h), repeat=2):
-            for scene, tile_scene in zip(found, answer(enlarged[:, y:y + h, x:x + h])):
+            tile_found = answer(enlarged[:, y:y + h, x:x + h])
+            added = added or [[([], []) for _ in scene] for scene in tile_found]
+            for scene, tile_scene in zip(added, tile_found):
                 for (all_boxes, all_scores), (boxes, scores) in zip(scene, tile_scene):
                     boxes = boxes + [x, y, x, y]
                     keep = from_tile(boxes, (*cols, *rows), smallest * scale)
                     all_boxes.append(boxes[keep] / scale)
                     all_scores.append(scores[keep])
-    return [[(np.concatenate(boxes), np.concatenate(scores)) for boxes, scores in scene] for scene in found]
+    return [[(np.concatenate(boxes).reshape(-1, 4), np.concatenate(scores)) for boxes, scores in scene]
+            for scene in added]
+
+
+def median_gain(found, added):
+    """A scene's [Q] of (boxes, scores) and the [Q] a pyramid adds (pyramid_boxes) -> how much the
+    pyramid raises the best score of the scene's median query (0 where it finds nothing better)."""
+    def best(scores):
+        return float(np.max(scores)) if len(scores) else 0.0
+    return float(np.median([max(0.0, best(a) - best(f)) for (_, f), (_, a) in zip(found, added)]))
+
+
+def with_pyramid(found, scenes, scales, answer, config, min_gain=None):
+    """found, [B][Q] of (boxes, scores) in the (B, H, H, 3) uint8 scenes, with the boxes of a test-time
+    scene pyramid added (pyramid_boxes; its answer the same). min_gain: only in scenes where they raise
+    the median query's best score by more than that (median_gain: a scene whose objects look smaller
+    than any in training, one answer for all its queries; None: in every scene)."""
+    added = pyramid_boxes(scenes, scales, answer, config)
+    return [[(np.concatenate([b, more_b]), np.concatenate([s, more_s]))
+             for (b, s), (more_b, more_s) in zip(scene, more)]
+            if min_gain is None or median_gain(scene, more) > min_gain else scene
+            for scene, more in zip(found, added)]
 
 
 def unmirrored(probs, raw, axis):
@@ -157,11 +186,12 @@ def averaged_over_flips(probs, raw, scenes, answer):
             None if raw is None else np.mean([r for _, r in outputs], axis=0))
 
 
-def model_answer(models, params, nt_params, pyramid_scales=(), flips=False):
+def model_answer(models, params, nt_params, pyramid_scales=(), flips=False, pyramid_min_gain=None):
     """The models' answer(batch) -> ((B, Q, G, G) P(object), [B][Q] of (all decoded boxes, scores) or
     None without a box head). flips: the outputs averaged over the scenes mirrored both ways
     (averaged_over_flips; 3 passes). pyramid_scales: factors > 1 of a test-time scene pyramid
-    (with_pyramid) whose boxes are added; P(object) stays the scene's own."""
+    (with_pyramid) whose boxes are added, where pyramid_min_gain (None: everywhere) says; P(object)
+    stays the scene's own."""
     def answer(batch):
         inputs = {k: batch[k] for k in INFERENCE_KEYS}
         probs, raw, objects = infer_batch(params, nt_params, inputs, models)
@@ -176,7 +206,8 @@ def model_answer(models, params, nt_params, pyramid_scales=(), flips=False):
             def answer_tiles(tiles):  # the references embedded once, above
                 tile_probs, tile_raw = find_in_scenes(params, nt_params, tiles, objects, models)
                 return decoded(models.config, np.asarray(tile_raw), np.asarray(tile_probs))
-            found = with_pyramid(found, batch["scene"], pyramid_scales, answer_tiles, models.config)
+            found = with_pyramid(found, batch["scene"], pyramid_scales, answer_tiles, models.config,
+                                 pyramid_min_gain)
         return probs, found
 
     return answer

@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 
 from boxes import visible  # noqa: E402
 from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
-from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, box_figures,  # noqa: E402
-                      cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load, model_answer,
-                      object_embeddings, retrieval_recall, stored_threshold, write_operating_point)
+from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, PYRAMID_MIN_GAIN,  # noqa: E402
+                      PYRAMID_SCALES, box_figures, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser,
+                      load, model_answer, object_embeddings, retrieval_recall, stored_threshold, write_operating_point)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import (at_least_one, atomic_write, border, draw_boxes, heatmap, hstack, io_error_line,  # noqa: E402
@@ -203,17 +203,22 @@ def check_out_dir(out_dir, default):
 
 def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, background="grey", references="renders",
          batch_size=8, num_pictures=48, absent_queries=4, threshold=None, min_score=MIN_SCORE, nms_iou=NMS_IOU,
-         pyramid_scales=(), flips=False):
+         pyramid_scales=(), flips=False, pyramid_auto=False):
     """Tests a run on a split and writes out_dir (default RUN_DIR/SPLIT, RUN_DIR/SPLIT_crops with
-    references="crops", RUN_DIR/SPLIT_pyramid2 with pyramid_scales (2.0,), RUN_DIR/SPLIT_flips with
-    flips: evaluate.model_answer) -> metrics.json's dict. num_views 0: the N the run trained with.
+    references="crops", RUN_DIR/SPLIT_pyramid2 with pyramid_scales (2.0,), RUN_DIR/SPLIT_pyramid2_auto
+    with pyramid_auto too, RUN_DIR/SPLIT_flips with flips: evaluate.model_answer) -> metrics.json's
+    dict. num_views 0: the N the run trained with. pyramid_auto: the pyramid (of PYRAMID_SCALES
+    unless pyramid_scales says) only in scenes where it raises the median query's best score by more
+    than PYRAMID_MIN_GAIN.
 
     threshold None: the run's operating threshold, the lowest score that keeps the validation split's
     absent queries within FALSE_ALARM_BUDGET false detections each (rendered references, no pyramid;
     with flips, its own); on that split (and first, if the run has none yet) test.py chooses it and
     writes RUN_DIR/operating_point.json (evaluate.write_operating_point)."""
+    pyramid_scales = tuple(pyramid_scales) or (PYRAMID_SCALES if pyramid_auto else ())
     default_out = os.path.join(run_dir, split_name + ("_crops" if references == "crops" else "")
-                               + "".join(f"_pyramid{s:g}" for s in pyramid_scales) + ("_flips" if flips else ""))
+                               + "".join(f"_pyramid{s:g}" for s in pyramid_scales) + ("_auto" if pyramid_auto else "")
+                               + ("_flips" if flips else ""))
     out_dir = out_dir or default_out
     check_out_dir(out_dir, default_out)
     run, split = load(run_dir, data_dir, split_name)
@@ -231,7 +236,8 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     if num_views > split.views_per_object:
         raise DataError(f"--num-views {num_views}: {data_dir}/{split_name} has only {split.views_per_object} "
                         "views per object")
-    answer = model_answer(run.models, run.params, run.nt_params, pyramid_scales, flips)
+    answer = model_answer(run.models, run.params, run.nt_params, pyramid_scales, flips,
+                          PYRAMID_MIN_GAIN if pyramid_auto else None)
     pred = evaluate(split, answer, num_views=num_views, num_absent=absent_queries, batch_size=batch_size,
                     background=background, references=references, min_score=min_score, nms_iou=nms_iou,
                     desc="testing")
@@ -253,7 +259,8 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
             write_operating_point(run_dir, point, flips)
     metrics.update({"scenes_per_s": pred.scenes_per_s, "compile_s": pred.compile_s, "run_dir": run_dir,
                     "data_dir": data_dir, "split": split_name, "num_views": num_views, "background": background,
-                    "references": references, "pyramid_scales": list(pyramid_scales), "flips": flips,
+                    "references": references, "pyramid_scales": list(pyramid_scales),
+                    "pyramid_min_gain": PYRAMID_MIN_GAIN if pyramid_auto else None, "flips": flips,
                     "crop_fallback_objects": sorted(pred.loader.crops.fallbacks)
                     if pred.loader.crops else [],
                     "device": jax.devices()[0].device_kind})
@@ -327,6 +334,10 @@ def make_parser():
                         help="also answer the scenes enlarged by these factors, tile by tile, for boxes smaller than "
                         "the smallest prior (a test-time pyramid for cameras farther than in training, e.g. 2: "
                         "chosen on validation_shift)")
+    parser.add_argument("--pyramid-auto", action="store_true",
+                        help="the pyramid (of --pyramid-scales, else 2) only in scenes where it raises the median "
+                        f"query's best box score by more than {PYRAMID_MIN_GAIN} (chosen on validation and "
+                        "validation_shift): for scenes from cameras of unknown distance")
     parser.add_argument("--flips", action="store_true",
                         help="average the outputs over the scene and its left-right and upside-down mirror images "
                         "(test-time augmentation; 3x the time; the run's threshold for it, chosen on validation with "
@@ -342,7 +353,7 @@ def main(argv=None):
                     background=args.background, references=args.references, batch_size=args.batch_size,
                     num_pictures=args.num_pictures, absent_queries=args.absent_queries, threshold=args.threshold,
                     min_score=args.min_score, nms_iou=args.nms_iou, pyramid_scales=tuple(args.pyramid_scales),
-                    flips=args.flips)
+                    flips=args.flips, pyramid_auto=args.pyramid_auto)
     except DataError as error:
         sys.exit(f"error: {error}")
     except OSError as error:

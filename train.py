@@ -449,8 +449,8 @@ def parse_args(argv=None):
 RUN_ENTRIES = ("options.json", "model_config.json", "metrics.jsonl", "checkpoints", "debug", "embedding.weights.h5",
                "scene.weights.h5", "loss.png", "validation.png", "episode.png", "tensorboard", "operating_point.json",
                "baselines", "ablations")
-# test.py's evaluation dirs: SPLIT, SPLIT_crops, SPLIT_pyramid2, SPLIT_crops_pyramid1.4_pyramid2_flips
-EVALUATION_DIR = re.compile(rf"({'|'.join(SPLITS)})(_crops)?(_pyramid[0-9.e+-]+)*(_flips)?")
+# test.py's evaluation dirs: SPLIT, SPLIT_crops, SPLIT_pyramid2_auto, SPLIT_crops_pyramid1.4_pyramid2_flips
+EVALUATION_DIR = re.compile(rf"({'|'.join(SPLITS)})(_crops)?(_pyramid[0-9.e+-]+)*(_auto)?(_flips)?")
 
 
 def run_entries(run_dir):

@@ -197,6 +197,35 @@ def test_a_pyramid_adds_the_enlarged_scenes_small_boxes_in_the_scenes_own_pixels
     np.testing.assert_array_equal(probs, 1.0)
 
 
+def test_median_gain_by_hand():
+    from evaluate import median_gain
+
+    found = [(None, np.array([0.5, 0.3])), (None, np.array([0.2])), (None, np.zeros(0))]
+    added = [(None, np.array([0.6, 0.55])), (None, np.array([0.1])), (None, np.array([0.3]))]
+    assert median_gain(found, added) == pytest.approx(0.1)  # rises 0.1, 0 (none: 0.1 < 0.2), 0.3
+
+
+def test_an_automatic_pyramid_adds_its_boxes_only_where_they_raise_the_median_best_score():
+    """Two scenes whose only query's best box scores 0.9 and 0.2; every enlarged tile answers a 4x4
+    box (2x2 in the scene's pixels, under the smallest prior) at 0.6: it rises only in the second."""
+    from evaluate import with_pyramid
+
+    config = ModelConfig(scene_size=32, priors=((8.0, 8.0), (16.0, 16.0)))
+    found = [[(np.array([[0.0, 0.0, 16.0, 16.0]]), np.array([score]))] for score in (0.9, 0.2)]
+
+    def answer(tiles):
+        assert tiles.shape == (2, 32, 32, 3)
+        return [[(np.array([[10.0, 10.0, 14.0, 14.0]]), np.array([0.6]))] for _ in tiles]
+
+    scenes = np.zeros((2, 32, 32, 3), np.uint8)
+    always = with_pyramid(found, scenes, (2.0,), answer, config)
+    auto = with_pyramid(found, scenes, (2.0,), answer, config, min_gain=0.015)
+    assert [len(s) for (_, s), in always] == [1 + 9, 1 + 9]  # one box from each of the 3 x 3 tiles
+    np.testing.assert_array_equal(auto[0][0][0], found[0][0][0])
+    np.testing.assert_array_equal(auto[1][0][0], always[1][0][0])
+    np.testing.assert_allclose(always[1][0][0][1], [5, 5, 7, 7])  # the first tile's, halved
+
+
 def test_flips_average_the_mirrored_passes_mirrored_back(monkeypatch):
     """A fake model that finds an 8x8 box centred on a scene's one bright pixel, (21, 10): centre (21.5,
     10.5), cell column 2, row 1 (stride 8), offsets 0.6875, 0.3125; mirrored left-right the pixel is at

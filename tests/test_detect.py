@@ -8,6 +8,7 @@ from PIL import Image
 
 import detect
 from data import Split
+from evaluate import PYRAMID_MIN_GAIN, PYRAMID_SCALES
 
 
 def save(path, array):
@@ -172,6 +173,13 @@ def test_a_pyramid_adds_small_boxes_only(trained, images):
     cli = detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
                        "--threshold", "0", "--pyramid-scales", "2"])
     assert [d["box"] for d in cli["objects"][0]["detections"]] == pyramid["boxes"].tolist()
+    # --pyramid-auto: the same pyramid, kept or not by the median object's gain (by hand in test_boxes.py)
+    auto = detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
+                        "--threshold", "0", "--pyramid-auto"])
+    gated = detect.Detector(str(trained), threshold=0, pyramid_scales=PYRAMID_SCALES, pyramid_min_gain=PYRAMID_MIN_GAIN)
+    assert [d["box"] for d in auto["objects"][0]["detections"]] == \
+        gated.find(images["scene"], {"mug": images["refs"]})["mug"]["boxes"].tolist()
+    assert [d["box"] for d in auto["objects"][0]["detections"]] in (pyramid["boxes"].tolist(), plain["boxes"].tolist())
 
 
 def test_flips_change_the_answer_and_the_command_line_gives_it(trained, images):

@@ -150,7 +150,7 @@ def test_bad_flags_are_one_line_errors(flag, value, capsys):
 
 def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tiny_data, trained, tmp_path, capsys):
     import detect
-    from evaluate import FALSE_ALARM_BUDGET, budget_threshold, write_operating_point
+    from evaluate import FALSE_ALARM_BUDGET, PYRAMID_MIN_GAIN, budget_threshold, write_operating_point
 
     run = shutil.copytree(trained, tmp_path / "run")
     for name in ("operating_point.json", "validation"):  # as other tests may have left them
@@ -172,6 +172,9 @@ def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tin
     pyramid = yolz_test.main([*args, "--split", "validation", "--pyramid-scales", "2"])
     assert pyramid["pyramid_scales"] == [2.0] and (run / "validation_pyramid2" / "metrics.json").exists()
     assert pyramid["box_threshold"] == 0.9  # a pyramid is not what the threshold was chosen for: it keeps it
+    auto = yolz_test.main([*args, "--split", "validation", "--pyramid-auto"])  # the pyramid's scale by default
+    assert auto["pyramid_scales"] == [2.0] and auto["pyramid_min_gain"] == PYRAMID_MIN_GAIN
+    assert auto["box_threshold"] == 0.9 and (run / "validation_pyramid2_auto" / "metrics.json").exists()
     shifted = yolz_test.main([*args, "--split", "validation_shift"])  # nor the validation objects' other cameras
     assert shifted["box_threshold"] == 0.9
     assert set(shifted["per_object_average_precision"]) <= {str(i) for i in range(10, 15)}  # validation's ids

@@ -116,7 +116,7 @@ def snapshot(run_dir):
 def test_a_run_dir_that_holds_a_run_is_refused_before_anything_is_written(tiny_data, model_config, trained, tmp_path):
     run_dir = shutil.copytree(trained, tmp_path / "run")
     (run_dir / "notes.txt").write_text("mine")
-    for name in ("test_shift_pyramid2", "test_crops_pyramid1.4_pyramid2_flips", "testing"):  # the last not test.py's
+    for name in ("test_shift_pyramid2_auto", "test_crops_pyramid1.4_pyramid2_flips", "testing"):  # the last not test.py's
         (run_dir / name).mkdir()
         (run_dir / name / "metrics.json").write_text("{}")
     before = snapshot(run_dir)
@@ -130,7 +130,7 @@ def test_a_run_dir_that_holds_a_run_is_refused_before_anything_is_written(tiny_d
     assert json.loads((run_dir / "options.json").read_text())["seed"] == 1
     assert (run_dir / "notes.txt").read_text() == "mine"  # --overwrite removes only what yolz writes
     assert (run_dir / "testing" / "metrics.json").exists()
-    assert not any((run_dir / n).exists() for n in ("test_shift_pyramid2", "test_crops_pyramid1.4_pyramid2_flips"))
+    assert not any((run_dir / n).exists() for n in ("test_shift_pyramid2_auto", "test_crops_pyramid1.4_pyramid2_flips"))
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["latest.json", "step_0000002", "step_0000004"]
 
 
