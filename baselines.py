@@ -25,8 +25,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data import GREY, DataError, composite_uint8, write_json_atomic  # noqa: E402
-from evaluate import (OPERATING_THRESHOLD, best_operating_point, box_figures, box_queries, cell_figures, evaluate,  # noqa: E402
-                      evaluation_parser, load, model_answer, operating_points)
+from evaluate import (OPERATING_THRESHOLD, best_operating_point, box_figures, box_queries,  # noqa: E402
+                      cell_figures, evaluate, evaluation_parser, load, model_answer, operating_points)
 from models import embed_objects, enable_compilation_cache  # noqa: E402
 from test import plot_pr_curves  # noqa: E402
 from util import non_negative_int, positive_int  # noqa: E402

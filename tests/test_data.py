@@ -21,7 +21,8 @@ def test_episode_shapes_and_targets(train):
     assert episode["boxes"].shape == (3, 2, 4)
     assert all(v.dtype == np.uint8 for k, v in episode.items() if k not in ("boxes", "obj_ids"))
     # the masks are those of the objects whose views were drawn, in the scene that was drawn
-    scene = next(train.scene(i) for i in range(train.num_scenes) if np.array_equal(train.scene(i)["rgb"], episode["scene"]))
+    scene = next(train.scene(i) for i in range(train.num_scenes)
+                 if np.array_equal(train.scene(i)["rgb"], episode["scene"]))
     for c, obj_id in enumerate(episode["obj_ids"]):
         k = scene["obj_ids"].tolist().index(obj_id)
         assert np.array_equal(episode["masks"][c], scene["box_masks"][k])
@@ -34,11 +35,14 @@ def test_absent_queries_follow_with_empty_targets(train):
     plain = EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=False).episode(1)
     episode = EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=False, num_absent=2).episode(1)
     assert episode["anchors"].shape == (5, 2, 64, 64, 4) and episode["masks"].shape == (5, 16, 16)
-    assert np.array_equal(episode["obj_ids"][:3], plain["obj_ids"]) and np.array_equal(episode["masks"][:3], plain["masks"])
-    scene = next(train.scene(i) for i in range(train.num_scenes) if np.array_equal(train.scene(i)["rgb"], episode["scene"]))
+    assert np.array_equal(episode["obj_ids"][:3], plain["obj_ids"])
+    assert np.array_equal(episode["masks"][:3], plain["masks"])
+    scene = next(train.scene(i) for i in range(train.num_scenes)
+                 if np.array_equal(train.scene(i)["rgb"], episode["scene"]))
     absent = episode["obj_ids"][3:]
     assert len(set(absent)) == 2 and not set(absent) & set(scene["obj_ids"]) and set(absent) <= set(train.object_ids)
-    assert not episode["masks"][3:].any() and not episode["visible_masks"][3:].any() and (episode["boxes"][3:] == -1).all()
+    assert not episode["masks"][3:].any() and not episode["visible_masks"][3:].any()
+    assert (episode["boxes"][3:] == -1).all()
     for c, obj_id in zip((3, 4), absent):
         assert any(np.array_equal(episode["anchors"][c, 0], v) for v in train.views(obj_id))
     with pytest.raises(DataError, match="too few for 7 absent queries besides a scene's 4"):
@@ -133,7 +137,8 @@ def test_zoom_scene_by_hand():
     assert np.argwhere(box_masks[0]).tolist() == [[0, 0]] and np.argwhere(box_masks[1]).tolist() == [[1, 1]]
     assert np.argwhere(seen[0]).tolist() == [[0, 0]] and np.argwhere(seen[1]).tolist() == [[1, 1]]
     near, moved, box_masks, seen = zoom_scene(rgb, boxes, visible, 2.0, (-16, -16))  # the window 8..24, doubled
-    assert near[2, 2].tolist() == [255, 0, 0] and near[30, 30].tolist() == [255, 255, 255] and moved[0, 0].tolist() == [0, 0, 16, 16]
+    assert near[2, 2].tolist() == [255, 0, 0] and near[30, 30].tolist() == [255, 255, 255]
+    assert moved[0, 0].tolist() == [0, 0, 16, 16]
     assert moved[1, 0].tolist() == [-1] * 4 and not box_masks[1].any() and not seen[1].any()  # out of the frame
     assert box_masks[0, :2, :2].all() and box_masks[0].sum() == 4
 
@@ -156,7 +161,8 @@ def test_zoomed_training_episodes(train):
     for i in range(4):
         plain, same, zoomed = episode(1.0, i), episode(1.0, i), episode(2.0, i)
         assert all(np.array_equal(plain[k], same[k]) for k in plain)
-        assert np.array_equal(plain["anchors"], zoomed["anchors"]) and np.array_equal(plain["obj_ids"], zoomed["obj_ids"])
+        assert np.array_equal(plain["anchors"], zoomed["anchors"])
+        assert np.array_equal(plain["obj_ids"], zoomed["obj_ids"])
         assert not np.array_equal(plain["scene"], zoomed["scene"]) and zoomed["scene"].shape == plain["scene"].shape
         visible = zoomed["boxes"][..., 0] >= 0
         assert (zoomed["boxes"][visible] >= 0).all() and (zoomed["boxes"][visible] <= 128).all()

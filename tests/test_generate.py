@@ -39,7 +39,8 @@ def test_splits_manifests_and_chunks(tiny_data):
     assert scene["rgb"].shape == (128, 128, 3) and scene["box_masks"].shape == (4, 16, 16)
     assert set(scene["obj_ids"].tolist()) <= set(range(10))
     test = Split(tiny_data, "test")
-    assert set(np.concatenate([test.scene(i)["obj_ids"] for i in range(test.num_scenes)]).tolist()) <= set(range(15, 20))
+    ids = np.concatenate([test.scene(i)["obj_ids"] for i in range(test.num_scenes)])
+    assert set(ids.tolist()) <= set(range(15, 20))
 
 
 def test_same_bytes_whatever_the_number_of_workers(tiny_data, tmp_path):

@@ -219,7 +219,8 @@ def test_robustness_evaluations_and_their_table(tiny_data, trained, tmp_path):
     shift = yolz_test.main([*args, "--split", "test_shift"])
     crops = yolz_test.main([*args, "--references", "crops"])
     test = yolz_test.main(args)
-    assert shift["split"] == "test_shift" and set(shift["per_object_average_precision"]) <= {str(i) for i in range(15, 20)}
+    assert shift["split"] == "test_shift"
+    assert set(shift["per_object_average_precision"]) <= {str(i) for i in range(15, 20)}
     assert crops["references"] == "crops" and (run / "test_crops" / "metrics.json").exists()
     assert crops["num_pairs"] == test["num_pairs"]  # the same queries, other references
     page = (run / "test" / "index.html").read_text()

@@ -116,7 +116,8 @@ def snapshot(run_dir):
 def test_a_run_dir_that_holds_a_run_is_refused_before_anything_is_written(tiny_data, model_config, trained, tmp_path):
     run_dir = shutil.copytree(trained, tmp_path / "run")
     (run_dir / "notes.txt").write_text("mine")
-    for name in ("test_shift_pyramid2_auto", "test_crops_pyramid1.4_pyramid2_flips", "testing"):  # the last not test.py's
+    # test.py's output dirs, and one that is not ("testing")
+    for name in ("test_shift_pyramid2_auto", "test_crops_pyramid1.4_pyramid2_flips", "testing"):
         (run_dir / name).mkdir()
         (run_dir / name / "metrics.json").write_text("{}")
     before = snapshot(run_dir)
@@ -240,7 +241,8 @@ def test_tensorboard_logs_what_metrics_jsonl_and_debug_get(tiny_data, model_conf
     for row in rows:
         for key, value in row.items():
             if isinstance(value, float) and np.isfinite(value):  # (precision with nothing predicted is NaN)
-                assert scalars[f"{row['split']}/{key.replace('@', '_at_')}"][row["step"]] == pytest.approx(value, rel=1e-6)
+                tag = f"{row['split']}/{key.replace('@', '_at_')}"
+                assert scalars[tag][row["step"]] == pytest.approx(value, rel=1e-6)
     assert set(scalars["train/loss"]) == {2, 4} and set(scalars["validation/average_precision"]) == {4}
     assert images == {"episode": [0], "debug": [4]}
     assert json.loads((run_dir / "options.json").read_text())["tensorboard"] is True
