@@ -27,7 +27,8 @@ from tqdm import tqdm  # noqa: E402
 from boxes import select  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
 from evaluate import (FALSE_ALARM_BUDGET, NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD,  # noqa: E402
-                      PYRAMID_MIN_GAIN, PYRAMID_SCALES, averaged_over_flips, decoded, stored_threshold, with_pyramid)
+                      PYRAMID_MIN_GAIN, averaged_over_flips, decoded, pyramid_setting, stored_threshold,
+                      with_pyramid)
 from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
 from util import at_least_one, draw_boxes, io_error_line, palette, save_png, unit_interval, upsample  # noqa: E402
 
@@ -314,9 +315,8 @@ def main(argv=None):
         if args.out and single:
             check_out(args.out)
             outs = [args.out]
-        scales = tuple(args.pyramid_scales) or (PYRAMID_SCALES if args.pyramid_auto else ())
-        detector = Detector(args.run_dir, args.threshold, args.nms_iou, scales, args.flips,
-                            PYRAMID_MIN_GAIN if args.pyramid_auto else None)
+        scales, min_gain = pyramid_setting(args.pyramid_scales, args.pyramid_auto)
+        detector = Detector(args.run_dir, args.threshold, args.nms_iou, scales, args.flips, min_gain)
         embeddings = {name: detector.embed(refs) for name, refs in objects}
         if args.out and not single:
             outs = out_paths(args.out, paths)

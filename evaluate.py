@@ -186,6 +186,13 @@ def averaged_over_flips(probs, raw, scenes, answer):
             None if raw is None else np.mean([r for _, r in outputs], axis=0))
 
 
+def pyramid_setting(scales, auto):
+    """--pyramid-scales and --pyramid-auto -> (the pyramid's scales, its min_gain for with_pyramid):
+    auto without scales takes PYRAMID_SCALES, and gates them by PYRAMID_MIN_GAIN."""
+    scales = tuple(scales) or (PYRAMID_SCALES if auto else ())
+    return scales, PYRAMID_MIN_GAIN if auto else None
+
+
 def model_answer(models, params, nt_params, pyramid_scales=(), flips=False, pyramid_min_gain=None):
     """The models' answer(batch) -> ((B, Q, G, G) P(object), [B][Q] of (all decoded boxes, scores) or
     None without a box head). flips: the outputs averaged over the scenes mirrored both ways

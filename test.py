@@ -24,8 +24,9 @@ import numpy as np  # noqa: E402
 from boxes import visible  # noqa: E402
 from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
 from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, PYRAMID_MIN_GAIN,  # noqa: E402
-                      PYRAMID_SCALES, box_figures, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser,
-                      load, model_answer, object_embeddings, retrieval_recall, stored_threshold, write_operating_point)
+                      box_figures, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load,
+                      model_answer, object_embeddings, pyramid_setting, retrieval_recall, stored_threshold,
+                      write_operating_point)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import (at_least_one, atomic_write, border, draw_boxes, heatmap, hstack, io_error_line,  # noqa: E402
@@ -215,7 +216,7 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     absent queries within FALSE_ALARM_BUDGET false detections each (rendered references, no pyramid;
     with flips, its own); on that split (and first, if the run has none yet) test.py chooses it and
     writes RUN_DIR/operating_point.json (evaluate.write_operating_point)."""
-    pyramid_scales = tuple(pyramid_scales) or (PYRAMID_SCALES if pyramid_auto else ())
+    pyramid_scales, min_gain = pyramid_setting(pyramid_scales, pyramid_auto)
     default_out = os.path.join(run_dir, split_name + ("_crops" if references == "crops" else "")
                                + "".join(f"_pyramid{s:g}" for s in pyramid_scales) + ("_auto" if pyramid_auto else "")
                                + ("_flips" if flips else ""))
@@ -236,8 +237,7 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     if num_views > split.views_per_object:
         raise DataError(f"--num-views {num_views}: {data_dir}/{split_name} has only {split.views_per_object} "
                         "views per object")
-    answer = model_answer(run.models, run.params, run.nt_params, pyramid_scales, flips,
-                          PYRAMID_MIN_GAIN if pyramid_auto else None)
+    answer = model_answer(run.models, run.params, run.nt_params, pyramid_scales, flips, min_gain)
     pred = evaluate(split, answer, num_views=num_views, num_absent=absent_queries, batch_size=batch_size,
                     background=background, references=references, min_score=min_score, nms_iou=nms_iou,
                     desc="testing")
@@ -260,7 +260,7 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     metrics.update({"scenes_per_s": pred.scenes_per_s, "compile_s": pred.compile_s, "run_dir": run_dir,
                     "data_dir": data_dir, "split": split_name, "num_views": num_views, "background": background,
                     "references": references, "pyramid_scales": list(pyramid_scales),
-                    "pyramid_min_gain": PYRAMID_MIN_GAIN if pyramid_auto else None, "flips": flips,
+                    "pyramid_min_gain": min_gain, "flips": flips,
                     "crop_fallback_objects": sorted(pred.loader.crops.fallbacks)
                     if pred.loader.crops else [],
                     "device": jax.devices()[0].device_kind})

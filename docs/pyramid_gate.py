@@ -32,21 +32,27 @@ def answered(split_name, references="renders"):
     return plain, pyramid, gains
 
 
-def gated(answers, gate, threshold):
-    """box_figures of the scenes that take the pyramid where their gain is above gate (None: none do)."""
+def gated(answers, gate):
+    """-> the Predictions whose scenes take the pyramid's detections where their gain is above gate
+    (inf: none do, -inf: all), and the share of scenes that do."""
     plain, pyramid, gains = answers
-    far = np.zeros(len(gains), bool) if gate is None else gains > gate
+    far = gains > gate
     detections = [q if f else p for p, q, f in zip(plain.detections, pyramid.detections, far)]
-    return far.mean(), box_figures(dataclasses.replace(plain, detections=detections), threshold)
+    return dataclasses.replace(plain, detections=detections), far.mean()
+
+
+def gated_figures(answers, gate, threshold):
+    """-> (share of scenes enlarged, box_figures) of gated()."""
+    pred, share = gated(answers, gate)
+    return share, box_figures(pred, threshold)
 
 
 def scene_hits(answers, gate):
-    """-> per scene (scores, IoU >= 0.5 hits, true boxes) of every query's detections, gated as gated()."""
-    plain, pyramid, gains = answers
+    """-> per scene (scores, IoU >= 0.5 hits, true boxes) of every query's detections, gated()."""
+    pred, _ = gated(answers, gate)
     out = []
-    for s, (p, q, gain) in enumerate(zip(plain.detections, pyramid.detections, gains)):
-        row = q if gain > gate else p
-        found = [(b, sc, visible(plain.boxes[s, i])) for i, (b, sc) in enumerate(row)]
+    for s, row in enumerate(pred.detections):
+        found = [(b, sc, visible(pred.boxes[s, i])) for i, (b, sc) in enumerate(row)]
         out.append((np.concatenate([sc for _, sc, _ in found]),
                     np.concatenate([match_detections(b, sc, t, 0.5) for b, sc, t in found]),
                     sum(len(t) for _, _, t in found)))
@@ -70,11 +76,11 @@ def line(name, share, figures):
 threshold = stored_threshold(RUN_DIR)
 near, far = answered("validation"), answered("validation_shift")
 sums = {}
-for gate in (None, *GATES, -np.inf):
-    (near_share, near_fig), (far_share, far_fig) = gated(near, gate, threshold), gated(far, gate, threshold)
+for gate in (np.inf, *GATES, -np.inf):
+    (near_share, near_fig), (far_share, far_fig) = (gated_figures(a, gate, threshold) for a in (near, far))
     if gate in GATES:
         sums[gate] = near_fig["box_ap50"] + far_fig["box_ap50"]
-    label = "never" if gate is None else "always" if np.isinf(gate) else gate
+    label = "never" if gate == np.inf else "always" if gate == -np.inf else gate
     print(f"gate {label}: box AP50 validation {near_fig['box_ap50']:.3f} (pyramid in {near_share:.0%} of scenes), "
           f"validation_shift {far_fig['box_ap50']:.3f} ({far_share:.0%})")
 best = max(sums.values())
@@ -84,8 +90,8 @@ print(f"chosen: {chosen} (the middle of {plateau}, box AP50 sums within 0.001 of
 tested = {}
 for name, references in (("test", "renders"), ("test_shift", "renders"), ("test", "crops")):
     tested[name, references] = answers = answered(name, references)
-    for gate, label in ((None, "plain"), (chosen, f"gate {chosen}"), (-np.inf, "always")):
-        print(line(f"{name} {references} {label}", *gated(answers, gate, threshold)))
+    for gate, label in ((np.inf, "plain"), (chosen, f"gate {chosen}"), (-np.inf, "always")):
+        print(line(f"{name} {references} {label}", *gated_figures(answers, gate, threshold)))
 rng = np.random.default_rng(0)
 near, far = tested["test", "renders"], tested["test_shift", "renders"]
 near_picks, far_picks = (rng.integers(0, len(a[2]), (RESAMPLES, len(a[2]))) for a in (near, far))
