@@ -76,7 +76,8 @@ def build(detector, examples=()):
             scene = gr.Image(label="scene", type="filepath", image_mode="RGBA")
             references = gr.File(label="reference pictures of the object", file_count="multiple",
                                  file_types=["image"], type="filepath")
-        threshold = gr.Slider(0, 1, value=detector.threshold, step=0.01,
+        # the run's threshold has three decimals (evaluate.budget_threshold): a coarser step would round it off
+        threshold = gr.Slider(0, 1, value=detector.threshold, step=0.001,
                               label=f"lowest box score shown (the run's operating threshold: {detector.threshold})")
         far = gr.Checkbox(value=False, label="far camera: also look for objects smaller than in training (the scene "
                                              "enlarged 2x, in 9 tiles: slower, more false alarms on close-up scenes)")
