@@ -10,8 +10,9 @@ run's own test.py figures to the last digit (checked, pretrained/)."""
 import numpy as np
 
 from boxes import decode
-from evaluate import averaged_over_flips, box_figures, cell_figures, evaluate, load
-from models import INFERENCE_KEYS, find_in_scenes, infer_batch
+from data import Split
+from evaluate import averaged_over_flips, box_figures, cell_figures, evaluate
+from models import INFERENCE_KEYS, check_scene_size, find_in_scenes, infer_batch, load_run
 
 RUN_DIRS = ("pretrained", "runs/pretrain_3000_18k_seed1")
 DATA_DIR = "data/small_3000"
@@ -44,13 +45,17 @@ def averaged_answer(runs, flips):
 
 
 def main():
+    runs = [load_run(run_dir) for run_dir in RUN_DIRS]  # once: a run loaded anew would compile anew
+    if any(run.config.box_score != "geometric" for run in runs):
+        raise SystemExit(f"{RUN_DIRS}: averaged_answer scores boxes as box_score 'geometric' does; a run scores "
+                         "them otherwise")
     print(f"{' + '.join(RUN_DIRS)} averaged, {DATA_DIR}")
     for flips in (False, True):
         threshold = None  # validation's figures choose it
         for split_name in ("validation", "test"):
-            loaded = [load(run_dir, DATA_DIR, split_name) for run_dir in RUN_DIRS]
-            runs = [run for run, _ in loaded]
-            pred = evaluate(loaded[0][1], averaged_answer(runs, flips), num_views=runs[0].options["num_views"],
+            split = Split(DATA_DIR, split_name)
+            check_scene_size(split, runs[0].config)
+            pred = evaluate(split, averaged_answer(runs, flips), num_views=runs[0].options["num_views"],
                             num_absent=4, desc=f"{split_name}{' flips' if flips else ''}")
             figures = {**cell_figures(pred), **box_figures(pred, threshold)}
             threshold = figures["box_threshold"]
