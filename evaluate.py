@@ -39,10 +39,11 @@ NMS_IOU = 0.5
 FALSE_ALARM_BUDGET = 0.2  # false alarms per absent query a run operates within: "not here" holds for 4 in 5
 # The test-time pyramid (with_pyramid) for cameras farther than training's: its scale, chosen on
 # validation_shift among 1.4, 1.7, 2 and 2.4; and --pyramid-auto's gate, the rise in a scene's median
-# best score above which a scene takes its boxes, chosen on validation + validation_shift
+# best score above which a scene takes its boxes, chosen on validation + validation_shift with
+# pretrained/'s scores, presence gate included: a run that scores its boxes otherwise gains otherwise
 # (docs/pyramid_gate.py; docs/results.md, Robustness)
 PYRAMID_SCALES = (2.0,)
-PYRAMID_MIN_GAIN = 0.0175
+PYRAMID_MIN_GAIN = 0.06
 EPISODE_KEYS = (*INFERENCE_KEYS, "masks", "obj_ids", "boxes")
 
 
@@ -106,10 +107,15 @@ def from_tile(boxes, core, max_side):
 
 def decoded(config, raw, probs):
     """(B, Q, G, G, A, 5) raw box outputs and (B, Q, G, G) P(object) -> [B][Q] of (all decoded boxes,
-    scores), scored as config.box_score says."""
+    scores), scored as config.box_score says, times the query's peak P(object) to config.presence_power."""
     geometric = config.box_score == "geometric"
-    return [[decode(r, config.priors, config.stride, cells=config.box_cells, cell_probs=p if geometric else None)
-             for r, p in zip(scene_raw, scene_probs)] for scene_raw, scene_probs in zip(raw, probs)]
+
+    def query_boxes(r, p):
+        boxes, scores = decode(r, config.priors, config.stride, cells=config.box_cells,
+                               cell_probs=p if geometric else None)
+        return boxes, scores * float(np.max(p)) ** config.presence_power
+
+    return [[query_boxes(r, p) for r, p in zip(scene_raw, scene_probs)] for scene_raw, scene_probs in zip(raw, probs)]
 
 
 def pyramid_boxes(scenes, scales, answer, config):

@@ -74,6 +74,11 @@ class ModelConfig:
     # lower (docs/results.md). Read at test time only; "objectness" here is what a config written
     # before the field reads as, train.py --box-score gives new runs theirs
     box_score: str = "objectness"
+    # every box of a query scored box_score's way times the query's peak P(object) to this power: a
+    # query-wide "is it here at all", so that an absent object's look-alike box, which one cell may
+    # still score high, ranks below the boxes of objects the classifier is sure of (docs/results.md).
+    # Read at test time only; 0 (no gate) is what a config written before the field reads as
+    presence_power: float = 0.0
 
     @property
     def grid_size(self):  # the classifier's output is at 1/8 of the scene

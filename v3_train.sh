@@ -39,6 +39,7 @@ cd "$(dirname "$0")"
 : "${BOX_CELLS:=1}"                   # cells responsible per instance: 1 (its centre's), or 3 (+ 2 neighbours)
 : "${BOX_HEAD_CONVS:=2}"              # 3x3 convs before the box outputs (YOLOv3's heads); 0: cell by cell
 : "${BOX_SCORE:=geometric}"           # a box's score: geometric mean of its objectness and its cell's P(object)
+: "${PRESENCE_POWER:=0.0}"            # ... times the query's peak P(object) to this power (pretrained/: 4)
 : "${ABSENT_QUERIES_PER_SCENE:=4}"    # K objects NOT in the scene queried per episode (learn "not here")
 : "${ABSENT_CANDIDATES:=0}"           # K' > K: query the K of K' absent objects nearest the scene's (hard)
 : "${SCENE_ZOOM:=1.0}"                # Z: training scenes zoomed by a factor from [1/Z, Z]; 1: as rendered
@@ -71,7 +72,7 @@ set -x
   --dense-initializer "$DENSE_INITIALIZER" --matching "$MATCHING" \
   --num-priors "$NUM_PRIORS" --box-loss-weight "$BOX_LOSS_WEIGHT" --box-ignore-iou "$BOX_IGNORE_IOU" \
   --box-objectness "$BOX_OBJECTNESS" --box-coordinates "$BOX_COORDINATES" --box-cells "$BOX_CELLS" \
-  --box-head-convs "$BOX_HEAD_CONVS" --box-score "$BOX_SCORE" \
+  --box-head-convs "$BOX_HEAD_CONVS" --box-score "$BOX_SCORE" --presence-power "$PRESENCE_POWER" \
   --absent-queries-per-scene "$ABSENT_QUERIES_PER_SCENE" --absent-candidates "$ABSENT_CANDIDATES" \
   --crop-references "$CROP_REFERENCES" \
   --scene-zoom "$SCENE_ZOOM" --scene-zoom-direction "$SCENE_ZOOM_DIRECTION" --scene-zoom-share "$SCENE_ZOOM_SHARE" \

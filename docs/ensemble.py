@@ -3,10 +3,11 @@
 answer every episode; P(object) is averaged cell by cell, and each (cell, prior) slot's decoded box
 and objectness across the runs (their priors differ a little, k-means per run, but come sorted by
 size, so slot k is the same size of box in both), the box scored as config.box_score "geometric"
-does. Then as test.py: the threshold chosen on validation by the false-alarm budget
-(evaluate.budget_threshold), the test split reported at it; plainly and with both runs' outputs
-averaged over mirror images too (test.py --flips). With RUN_DIRS the same run twice it gives that
-run's own test.py figures to the last digit (checked, pretrained/)."""
+does, times the averaged P(object)'s peak to config.presence_power. Then as test.py: the threshold
+chosen on validation by the false-alarm budget (evaluate.budget_threshold), the test split reported
+at it; plainly and with both runs' outputs averaged over mirror images too (test.py --flips). With
+RUN_DIRS the same run twice it gives that run's own test.py figures to the last digit (checked,
+pretrained/)."""
 import numpy as np
 
 from boxes import decode
@@ -15,7 +16,7 @@ from evaluate import averaged_over_flips, box_figures, cell_figures, evaluate
 from models import INFERENCE_KEYS, check_scene_size, find_in_scenes, infer_batch, load_run
 
 RUN_DIRS = ("pretrained", "runs/pretrain_3000_18k_seed1")
-DATA_DIR = "data/small_3000"
+DATA_DIR = "data/small"  # its validation and test splits are data/small_3000's
 
 
 def run_outputs(run, batch, flips):
@@ -38,7 +39,8 @@ def averaged_answer(runs, flips):
                        for run, (_, raw) in zip(runs, outputs)]
             objectness = np.mean([o for _, o in decoded], axis=0)  # (G*G*A,), cells row-major, priors last
             cell_probs = np.repeat(probs[s, q].reshape(-1), len(runs[0].config.priors))
-            found[s][q] = (np.mean([b for b, _ in decoded], axis=0), np.sqrt(objectness * cell_probs))
+            presence = float(np.max(probs[s, q])) ** runs[0].config.presence_power
+            found[s][q] = (np.mean([b for b, _ in decoded], axis=0), np.sqrt(objectness * cell_probs) * presence)
         return probs, found
 
     return answer
@@ -46,9 +48,10 @@ def averaged_answer(runs, flips):
 
 def main():
     runs = [load_run(run_dir) for run_dir in RUN_DIRS]  # once: a run loaded anew would compile anew
-    if any(run.config.box_score != "geometric" for run in runs):
-        raise SystemExit(f"{RUN_DIRS}: averaged_answer scores boxes as box_score 'geometric' does; a run scores "
-                         "them otherwise")
+    if any((run.config.box_score, run.config.presence_power) != ("geometric", runs[0].config.presence_power)
+           for run in runs):
+        raise SystemExit(f"{RUN_DIRS}: averaged_answer scores boxes as box_score 'geometric' does, with one "
+                         "presence_power; the runs score them otherwise")
     print(f"{' + '.join(RUN_DIRS)} averaged, {DATA_DIR}")
     for flips in (False, True):
         threshold = None  # validation's figures choose it

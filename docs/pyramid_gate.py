@@ -17,7 +17,7 @@ from evaluate import PYRAMID_SCALES, box_figures, evaluate, load, median_gain, m
 from metrics import detection_average_precision, match_detections
 
 RUN_DIR, DATA_DIR = "pretrained", "data/small"
-GATES = tuple(float(g) for g in np.round(np.arange(0, 0.0301, 0.0025), 4))
+GATES = tuple(float(g) for g in np.round(np.arange(0, 0.0801, 0.0025), 4))
 RESAMPLES = 1000
 
 

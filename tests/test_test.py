@@ -240,7 +240,8 @@ def test_geometric_box_scores_read_each_boxs_own_cell(tiny_data, trained):
     batch = {k: np.stack([episode[k]]) for k in EPISODE_KEYS}
 
     def answer(box_score):
-        models = dataclasses.replace(run.models, config=dataclasses.replace(run.config, box_score=box_score))
+        config = dataclasses.replace(run.config, box_score=box_score, presence_power=0.0)
+        models = dataclasses.replace(run.models, config=config)
         return model_answer(models, run.params, run.nt_params)(batch)
 
     probs, plain = answer("objectness")
@@ -250,3 +251,27 @@ def test_geometric_box_scores_read_each_boxs_own_cell(tiny_data, trained):
     for q, ((boxes, objectness), (mixed_boxes, scores)) in enumerate(zip(plain[0], mixed[0])):
         np.testing.assert_array_equal(boxes, mixed_boxes)
         np.testing.assert_allclose(scores, np.sqrt(objectness * np.repeat(probs[0, q].reshape(-1), priors)), rtol=1e-6)
+
+
+def test_presence_power_scales_each_querys_boxes_by_its_peak(tiny_data, trained):
+    """presence_power p: every box of a query keeps its place and its box_score, times the query's
+    peak P(object) to the p; so the boxes of a query the classifier doubts fall below those of
+    one it is sure of, and the order within a query stays."""
+    import dataclasses
+
+    from data import EpisodeLoader
+    from evaluate import EPISODE_KEYS, load, model_answer
+
+    run, split = load(str(trained), tiny_data, "test")
+    episode = EpisodeLoader(split, 3, 2, seed=0, training=False, num_absent=1).episode(0)
+    batch = {k: np.stack([episode[k]]) for k in EPISODE_KEYS}
+
+    def answer(power):
+        config = dataclasses.replace(run.config, box_score="geometric", presence_power=power)
+        return model_answer(dataclasses.replace(run.models, config=config), run.params, run.nt_params)(batch)
+
+    probs, plain = answer(0.0)
+    _, gated = answer(3.0)
+    for q, ((boxes, scores), (gated_boxes, gated_scores)) in enumerate(zip(plain[0], gated[0])):
+        np.testing.assert_array_equal(boxes, gated_boxes)
+        np.testing.assert_allclose(gated_scores, scores * probs[0, q].max() ** 3, rtol=1e-6)
