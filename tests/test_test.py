@@ -227,9 +227,10 @@ def test_robustness_evaluations_and_their_table(tiny_data, trained, tmp_path):
     assert "Robustness" in page and all(f"<td>{name}</td>" in page for name in ("test_shift", "test_crops", "test"))
 
 
-def test_geometric_box_scores_read_each_boxs_own_cell(tiny_data, trained):
-    """With box_score "geometric" the evaluator's candidates are the same boxes, each scored by the
-    geometric mean of its objectness and the P(object) of the cell it was decoded from."""
+def scoring_answer(tiny_data, trained):
+    """The trained run's answer to one test episode (3 objects present, 1 absent) as a function of
+    its config's box scoring fields: answer(**fields) -> (P(object), [1][Q] of (boxes, scores)), the
+    run itself."""
     import dataclasses
 
     from data import EpisodeLoader
@@ -239,13 +240,19 @@ def test_geometric_box_scores_read_each_boxs_own_cell(tiny_data, trained):
     episode = EpisodeLoader(split, 3, 2, seed=0, training=False, num_absent=1).episode(0)
     batch = {k: np.stack([episode[k]]) for k in EPISODE_KEYS}
 
-    def answer(box_score):
-        config = dataclasses.replace(run.config, box_score=box_score, presence_power=0.0)
-        models = dataclasses.replace(run.models, config=config)
+    def answer(**fields):
+        models = dataclasses.replace(run.models, config=dataclasses.replace(run.config, **fields))
         return model_answer(models, run.params, run.nt_params)(batch)
 
-    probs, plain = answer("objectness")
-    same_probs, mixed = answer("geometric")
+    return answer, run
+
+
+def test_geometric_box_scores_read_each_boxs_own_cell(tiny_data, trained):
+    """With box_score "geometric" the evaluator's candidates are the same boxes, each scored by the
+    geometric mean of its objectness and the P(object) of the cell it was decoded from."""
+    answer, run = scoring_answer(tiny_data, trained)
+    probs, plain = answer(box_score="objectness", presence_power=0.0)
+    same_probs, mixed = answer(box_score="geometric", presence_power=0.0)
     np.testing.assert_array_equal(probs, same_probs)
     priors = len(run.config.priors)
     for q, ((boxes, objectness), (mixed_boxes, scores)) in enumerate(zip(plain[0], mixed[0])):
@@ -257,21 +264,9 @@ def test_presence_power_scales_each_querys_boxes_by_its_peak(tiny_data, trained)
     """presence_power p: every box of a query keeps its place and its box_score, times the query's
     peak P(object) to the p; so the boxes of a query the classifier doubts fall below those of
     one it is sure of, and the order within a query stays."""
-    import dataclasses
-
-    from data import EpisodeLoader
-    from evaluate import EPISODE_KEYS, load, model_answer
-
-    run, split = load(str(trained), tiny_data, "test")
-    episode = EpisodeLoader(split, 3, 2, seed=0, training=False, num_absent=1).episode(0)
-    batch = {k: np.stack([episode[k]]) for k in EPISODE_KEYS}
-
-    def answer(power):
-        config = dataclasses.replace(run.config, box_score="geometric", presence_power=power)
-        return model_answer(dataclasses.replace(run.models, config=config), run.params, run.nt_params)(batch)
-
-    probs, plain = answer(0.0)
-    _, gated = answer(3.0)
+    answer, _ = scoring_answer(tiny_data, trained)
+    probs, plain = answer(box_score="geometric", presence_power=0.0)
+    _, gated = answer(box_score="geometric", presence_power=3.0)
     for q, ((boxes, scores), (gated_boxes, gated_scores)) in enumerate(zip(plain[0], gated[0])):
         np.testing.assert_array_equal(boxes, gated_boxes)
         np.testing.assert_allclose(gated_scores, scores * probs[0, q].max() ** 3, rtol=1e-6)
