@@ -13,6 +13,8 @@ looks for objects smaller than training's (a camera farther away). Needs no netw
 import argparse
 import importlib.util
 import os
+import signal
+import socket
 import sys
 import tempfile
 
@@ -22,10 +24,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the
 from PIL import Image  # noqa: E402
 
 from data import DataError, Split  # noqa: E402
-from detect import Detector, as_rgba, draw, on_grey  # noqa: E402
+from detect import Detector, as_rgba, draw, image_size, on_grey  # noqa: E402
 from evaluate import PYRAMID_SCALES  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from util import heatmap, io_error_line  # noqa: E402
+from util import heatmap, io_error_line, positive_int  # noqa: E402
 
 EXAMPLE_SCENES = (5, 17, 30)  # test-split scenes offered as examples, each with its first object's views
 
@@ -51,24 +53,40 @@ def write_examples(data_dir, folder):
 
 def answer(detector, scene, references, threshold, far=False):
     """The page's one action: (scene path or array, reference paths, threshold or None, far camera)
-    -> (boxes drawn, heatmap, {"detections": [{"box", "score"}], "threshold", "far"})."""
+    -> (boxes drawn, heatmap, {"detections": [{"box", "score"}], "threshold", "far"}); a DataError
+    says what is wrong with the input."""
     if scene is None:
-        raise ValueError("drop a scene image first")
+        raise DataError("drop a scene image first")
     if not references:
-        raise ValueError("add at least one reference picture of the object")
-    rgba = as_rgba(scene)
-    threshold = detector.threshold if threshold is None else float(threshold)
-    found = detector.find(rgba, {"object": list(references)}, threshold, PYRAMID_SCALES if far else ())["object"]
-    boxes = draw(rgba, {"object": found})
+        raise DataError("add at least one reference picture of the object")
+    rgba = as_rgba(scene)  # at most MAX_IMAGE_SIDE on its longer side; the boxes come back in the file's pixels
+    size = image_size(scene) if isinstance(scene, str) else None
+    threshold = detector.threshold if threshold is None else threshold
+    found = detector.find(rgba, {"object": list(references)}, threshold, PYRAMID_SCALES if far else (),
+                          size=size)["object"]
+    boxes = draw(rgba, {"object": found}, size)
     heat = heatmap(on_grey(rgba), found["heatmap"])
     detections = [{"box": b.tolist(), "score": round(float(s), 4)} for b, s in zip(found["boxes"], found["scores"])]
-    return boxes, heat, {"threshold": threshold, "far": bool(far), "detections": detections}
+    return boxes, heat, {"threshold": float(threshold), "far": bool(far), "detections": detections}
+
+
+def shown(action):
+    """action with its DataError shown on the page as it is (gradio shows other errors as a bare "Error")."""
+    import gradio as gr
+
+    def act(*args):
+        try:
+            return action(*args)
+        except DataError as error:
+            raise gr.Error(str(error)) from None
+
+    return act
 
 
 def build(detector, examples=()):
     import gradio as gr
 
-    with gr.Blocks(title="yolz") as demo:
+    with gr.Blocks(title="yolz", delete_cache=(600, 3600)) as demo:  # uploads kept an hour at most
         gr.Markdown("# yolz: find an object you never trained on\nDrop a scene and a few pictures of one object "
                     "(views on a plain or transparent background work best), or pick an example from the test split "
                     "(objects 900-999, never seen in training).")
@@ -86,7 +104,7 @@ def build(detector, examples=()):
             boxes = gr.Image(label="boxes", type="numpy")
             heat = gr.Image(label="P(object) per cell", type="numpy")
         detections = gr.JSON(label="detections (x0, y0, x1, y1 in the scene's pixels)")
-        button.click(lambda s, r, t, f: answer(detector, s, r, t, f), [scene, references, threshold, far],
+        button.click(shown(lambda s, r, t, f: answer(detector, s, r, t, f)), [scene, references, threshold, far],
                      [boxes, heat, detections], api_name="find")
         if examples:
             gr.Examples(examples, [scene, references, threshold, far], label="test-split examples")
@@ -99,8 +117,35 @@ def build(detector, examples=()):
                     return None, None, None, None, None
                 return scene_path, views, *answer(detector, scene_path, views, None)
 
-            demo.load(open_example, None, [scene, references, boxes, heat, detections])
+            demo.load(shown(open_example), None, [scene, references, boxes, heat, detections])
     return demo
+
+
+def port_number(text):
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
+    return port
+
+
+def check_port_free(host, port):
+    """A DataError if another program serves on host:port (checked before the model loads)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise DataError(f"--port {port} on {host}: {error.strerror}: stop what serves there, or give another "
+                            "--port") from None
+
+
+def stop_on_sigterm():
+    """SIGTERM (kill, a service manager) stops the demo as Ctrl-C does, so its temp dir is removed."""
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def main(argv=None):
@@ -108,21 +153,29 @@ def main(argv=None):
     parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
     parser.add_argument("--data-dir", default="data/small", help="whose test split gives the examples (optional)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=port_number, default=7860)
+    parser.add_argument("--max-upload-mb", type=positive_int, default=50,
+                        help="the largest file the page accepts, in MB (default: %(default)s)")
     args = parser.parse_args(argv)
     enable_compilation_cache()
     if importlib.util.find_spec("gradio") is None:
         sys.exit("error: the demo needs gradio: .venv/bin/pip install -r requirements-demo.txt")
+    stop_on_sigterm()
     try:
+        check_port_free(args.host, args.port)
         detector = Detector(args.run_dir)
+        with tempfile.TemporaryDirectory(prefix="yolz-app-") as folder:
+            os.environ["GRADIO_TEMP_DIR"] = os.path.join(folder, "uploads")  # gone with the folder
+            demo = build(detector, write_examples(args.data_dir, folder))
+            print(f"yolz demo of {args.run_dir} on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+            demo.launch(server_name=args.host, server_port=args.port, share=False, allowed_paths=[folder],
+                        max_file_size=f"{args.max_upload_mb}mb")
     except DataError as error:
         sys.exit(f"error: {error}")
     except OSError as error:
         sys.exit(io_error_line(error))
-    with tempfile.TemporaryDirectory(prefix="yolz-app-") as folder:
-        demo = build(detector, write_examples(args.data_dir, folder))
-        print(f"yolz demo of {args.run_dir} on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-        demo.launch(server_name=args.host, server_port=args.port, share=False, allowed_paths=[folder])
+    except KeyboardInterrupt:
+        sys.exit("stopped")
 
 
 if __name__ == "__main__":

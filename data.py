@@ -36,7 +36,7 @@ GREY = 128
 MAKE_DATA_HINT = "make it with `sh generate_split_chunk_data.sh` (or `python generate_data.py --out-dir DIR`)"
 
 
-class DataError(Exception):
+class DataError(ValueError):
     """Bad or missing data; the message names the file and what to do."""
 
 

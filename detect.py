@@ -14,9 +14,13 @@ embedding is computed once, and the scene backbone runs once for all objects.
 """
 
 import argparse
+import collections.abc
+import contextlib
 import json
 import os
+import stat
 import sys
+import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -27,29 +31,75 @@ from tqdm import tqdm  # noqa: E402
 from boxes import select  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
 from evaluate import (FALSE_ALARM_BUDGET, NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD,  # noqa: E402
-                      PYRAMID_MIN_GAIN, averaged_over_flips, decoded, pyramid_setting, stored_threshold,
-                      with_pyramid)
+                      PYRAMID_MIN_GAIN, averaged_over_flips, check_pyramid_scales, decoded, pyramid_setting,
+                      stored_threshold, with_pyramid)
 from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
 from util import at_least_one, draw_boxes, io_error_line, palette, save_png, unit_interval, upsample  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# the longer side an image is worked at: the model sees 320-640 pixels (twice that in the pyramid),
+# so more only costs memory (a 12000x12000 scene would take gigabytes)
+MAX_IMAGE_SIDE = 2048
+ORIENTATION = 0x0112  # the EXIF tag
 
 
-def read_image(path):
-    """Any image file -> (H, W, 4) uint8 RGBA (opaque unless the file has transparency), turned as
-    its EXIF orientation says (as viewers show it), 16-bit greyscale scaled to 8 bits."""
+def regular_file(path):
+    """A DataError unless path is a file that can be read to its end (not a folder, a pipe, a device
+    or a dangling link: opening a pipe would wait forever)."""
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # convert("RGBA") would clip these to white
-                grey = np.asarray(image, dtype=np.float64)
-                high = 65535.0 if image.mode.startswith("I;16") or grey.max() > 255 else 255.0
-                image = Image.fromarray(np.round(np.clip(grey / high, 0, 1) * 255).astype(np.uint8), "L")
-            return np.asarray(image.convert("RGBA"))
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as error:
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: not an image file (a folder, a pipe or a device)")
+
+
+@contextlib.contextmanager
+def opened(path):
+    """Image.open with every way a file can fail as a DataError naming it; an image over Pillow's
+    decompression-bomb limit is refused, and one under it but over its warning is read quietly
+    (MAX_IMAGE_SIDE bounds what is kept of it)."""
+    regular_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                yield image
+    except DataError:
+        raise
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: over {2 * Image.MAX_IMAGE_PIXELS} pixels, too large to read safely: downscale it "
+                        f"to {MAX_IMAGE_SIDE} pixels or so on its longer side") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path}: not a readable image ({error})") from None
+
+
+def read_image(path, max_side=None):
+    """Any image file -> (H, W, 4) uint8 RGBA (opaque unless the file has transparency), turned as
+    its EXIF orientation says (as viewers show it), 16-bit greyscale scaled to 8 bits, and reduced
+    as it is decoded to max_side (default MAX_IMAGE_SIDE) on its longer side (image_size gives the
+    file's own size)."""
+    max_side = max_side or MAX_IMAGE_SIDE
+    with opened(path) as image:
+        if max(image.size) > max_side:
+            image.thumbnail((max_side, max_side), Image.BILINEAR)  # a JPEG decoded at 1/2, 1/4 or 1/8 first
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # convert("RGBA") would clip these to white
+            grey = np.asarray(image, dtype=np.float64)
+            high = 65535.0 if image.mode.startswith("I;16") or grey.max() > 255 else 255.0
+            image = Image.fromarray(np.round(np.clip(grey / high, 0, 1) * 255).astype(np.uint8), "L")
+        return np.asarray(image.convert("RGBA"))
+
+
+def image_size(path):
+    """An image file's (width, height) as viewers show it (its EXIF orientation applied), from its header."""
+    with opened(path) as image:
+        turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+        return image.size[::-1] if turned else image.size
 
 
 def letterbox(rgba, size):
@@ -90,19 +140,38 @@ def references(refs=None, refs_dir=None):
     return objects
 
 
-def as_rgba(image):
-    """A path, or a (H, W) / (H, W, 3) / (H, W, 4) uint8 array -> (H, W, 4) uint8 RGBA."""
+def as_rgba(image, max_side=None):
+    """A path, or a (H, W) / (H, W, 3) / (H, W, 4) uint8 array -> (H, W, 4) uint8 RGBA, reduced to
+    max_side (default MAX_IMAGE_SIDE) on its longer side."""
+    max_side = max_side or MAX_IMAGE_SIDE
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image)
+        return read_image(image, max_side)
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise DataError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4) uint8, not {array.shape} "
                         f"{array.dtype}")
+    if not array.size:
+        raise DataError(f"an image array of {array.shape[1]}x{array.shape[0]} pixels: give an image")
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.shape[2] == 3:
         array = np.concatenate([array, np.full(array.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    if max(array.shape[:2]) > max_side:
+        image = Image.fromarray(array)
+        image.thumbnail((max_side, max_side), Image.BILINEAR)
+        array = np.asarray(image)
     return array
+
+
+def fraction(name, value):
+    """value as a float from 0 to 1, or a DataError naming the argument."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0 <= number <= 1:
+        raise DataError(f"{name}={value!r}: give a number from 0 to 1")
+    return number
 
 
 class Detector:
@@ -114,19 +183,27 @@ class Detector:
         found["mug"]["boxes"], found["mug"]["scores"]  # (n, 4) int x0, y0, x1, y1 in the scene's pixels; (n,)
         found["mug"]["heatmap"]  # (H, W) float32 P(object) per cell, at the scene's size
 
-    Scenes and reference views are paths or uint8 arrays ((H, W), RGB or RGBA), any size. An
-    object is given by its views, or by `detector.embed(views)` computed once for many scenes.
-    threshold None: the run's own (RUN_DIR/operating_point.json, chosen on its validation split
-    by test.py; with flips, the one chosen with them), else 0.2 with a note on stderr.
+    Scenes and reference views are paths or uint8 arrays ((H, W), RGB or RGBA), any size (worked at
+    MAX_IMAGE_SIDE at most: a larger scene's heatmap is at that size, its boxes in its own pixels).
+    An object is given by a list of its views, or by `detector.embed(views)` computed once for many
+    scenes. threshold None: the run's own (RUN_DIR/operating_point.json, chosen on its validation
+    split by test.py; with flips, the one chosen with them), else 0.2 with a note on stderr.
     pyramid_scales: also look for small boxes in the scene enlarged by these factors
     (evaluate.with_pyramid), for cameras farther than training's; pyramid_min_gain: only where that
     raises the median object's best score by more than it (evaluate.PYRAMID_MIN_GAIN, chosen on
     validation; None: always). flips: average the outputs over the scene and its mirror images
-    (evaluate.averaged_over_flips).
+    (evaluate.averaged_over_flips). A bad argument is a DataError (a ValueError) naming it.
     """
 
     def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, pyramid_scales=(), flips=False,
                  pyramid_min_gain=None):
+        threshold = None if threshold is None else fraction("threshold", threshold)
+        self.nms_iou = fraction("nms_iou", nms_iou)
+        self.pyramid_scales = check_pyramid_scales(pyramid_scales)
+        if pyramid_min_gain is not None:
+            fraction("pyramid_min_gain", pyramid_min_gain)
+        self.pyramid_min_gain = pyramid_min_gain
+        self.flips = bool(flips)
         self.run_dir = run_dir
         self.run = load_run(run_dir)
         self.config = self.run.config
@@ -145,30 +222,53 @@ class Detector:
                 print(f"{run_dir} has no {OPERATING_POINT_FILE}: reporting scores >= {threshold}; sh v3_test.sh "
                       f"{run_dir} chooses the run's own threshold on the validation split", file=sys.stderr)
         self.threshold = threshold
-        self.nms_iou = nms_iou
-        self.pyramid_scales = tuple(pyramid_scales)
-        self.pyramid_min_gain = pyramid_min_gain
-        self.flips = flips
 
-    def embed(self, views):
+    def embed(self, views, name="views"):
         """A list of reference views (paths or arrays) -> the object's (E,) float32 embedding."""
-        if len(views) == 0:
-            raise DataError("an object needs at least one reference view")
+        if isinstance(views, (str, os.PathLike)) or (isinstance(views, np.ndarray) and views.ndim < 4):
+            raise DataError(f"{name}: one {'path' if isinstance(views, (str, os.PathLike)) else 'image'}, not a list "
+                            "of views: give [view, ...]")
+        try:
+            views = list(views)
+        except TypeError:
+            raise DataError(f"{name}: give a list of the object's views (paths or image arrays)") from None
+        if not views:
+            raise DataError(f"{name}: an object needs at least one reference view")
         boxed = np.stack([letterbox(as_rgba(v), self.config.view_size)[0] for v in views])[None]  # (1, N, h, w, 4)
         backgrounds = np.full((1, len(views), 3), GREY, dtype=np.uint8)
         return np.asarray(embed_objects(self.run.params, self.run.nt_params, boxed, backgrounds, self.run.models))[0]
 
-    def find(self, scene, objects, threshold=None, pyramid_scales=None, flips=None):
+    def embeddings(self, objects):
+        """{name: views or embedding} -> (C, E) float32, each embedding checked."""
+        if not isinstance(objects, collections.abc.Mapping) or not objects:
+            raise DataError(f"objects: give a non-empty dict {{name: views or embedding}}, not {objects!r:.60}")
+        out = []
+        for name, value in objects.items():
+            if isinstance(value, np.ndarray) and value.ndim == 1:
+                if value.dtype.kind != "f" or value.shape != (self.config.embedding_dim,):
+                    raise DataError(f"objects[{name!r}]: an embedding is ({self.config.embedding_dim},) float, as "
+                                    f"detector.embed returns, not {value.shape} {value.dtype}")
+                if not np.isfinite(value).all():
+                    raise DataError(f"objects[{name!r}]: the embedding holds NaN or infinity")
+                out.append(value.astype(np.float32))
+            else:
+                out.append(self.embed(value, f"objects[{name!r}]"))
+        return np.stack(out)
+
+    def find(self, scene, objects, threshold=None, pyramid_scales=None, flips=None, size=None):
         """One scene (path or array) and {name: views or embedding} -> {name: {"boxes": (n, 4) int,
-        "scores": (n,) float, "heatmap": (H, W) float32}}, boxes best first; the scene backbone runs
-        once for all objects. threshold, pyramid_scales, flips None: the detector's own."""
-        threshold = self.threshold if threshold is None else threshold
-        pyramid_scales = self.pyramid_scales if pyramid_scales is None else tuple(pyramid_scales)
+        "scores": (n,) float, "heatmap": (h, w) float32}}, boxes best first; the scene backbone runs
+        once for all objects. threshold, pyramid_scales, flips None: the detector's own. size: the
+        (width, height) the boxes are given in (default: the scene's own; read_image's reduced array
+        with image_size(path) gives the file's pixels)."""
+        threshold = self.threshold if threshold is None else fraction("threshold", threshold)
+        pyramid_scales = self.pyramid_scales if pyramid_scales is None else check_pyramid_scales(pyramid_scales)
         flips = self.flips if flips is None else flips
+        embeddings = self.embeddings(objects)  # (C, E)
         rgba = as_rgba(scene)
+        if size is None:
+            size = image_size(scene) if isinstance(scene, (str, os.PathLike)) else np.shape(scene)[1::-1]
         boxed, scale, (pad_x, pad_y) = letterbox(rgba, self.config.scene_size)
-        embeddings = np.stack([v if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f"
-                               else self.embed(v) for v in objects.values()])  # (C, E)
 
         def outputs(scenes):  # (1, H, H, 3) uint8 -> (1, C, G, G) P(object), (1, C, G, G, A, 5) raw box outputs
             probs, raw = find_in_scene(self.run.params, self.run.nt_params, scenes[0], embeddings, self.run.models)
@@ -188,12 +288,13 @@ class Detector:
             candidates = with_pyramid(candidates, scene, pyramid_scales, answer, self.config, self.pyramid_min_gain)
         h, w = rgba.shape[:2]
         inner = (slice(pad_y, pad_y + max(1, round(h * scale))), slice(pad_x, pad_x + max(1, round(w * scale))))
+        to_size = np.array([size[0] / w, size[1] / h] * 2)
         found = {}
         for name, cells, (boxes, scores) in zip(objects, probs, candidates[0]):
             boxes, scores = select(boxes, scores, threshold, self.nms_iou)
             # back to the input's pixels: undo the padding and the scale, clip to the image
-            boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
-            boxes = np.clip(boxes, 0, [rgba.shape[1], rgba.shape[0]] * 2).round().astype(int)
+            boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale * to_size
+            boxes = np.clip(boxes, 0, [size[0], size[1]] * 2).round().astype(int)
             inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly on the padding go
             square = upsample(cells.astype(np.float32), self.config.scene_size)[inner]  # the padding cut off
             found[name] = {"boxes": boxes[inside], "scores": scores[inside],
@@ -201,29 +302,44 @@ class Detector:
         return found
 
 
-def draw(scene, found):
-    """(H, W, 4) uint8 scene and find()'s answer -> (H, W, 3) uint8 with the boxes, one colour per object."""
+def draw(scene, found, size=None):
+    """(H, W, 4) uint8 scene and find()'s answer -> (H, W, 3) uint8 with the boxes, one colour per
+    object; size: the (width, height) find() gave the boxes in, if not the scene's."""
     image = on_grey(scene)
+    to_scene = 1.0 if size is None else np.array([scene.shape[1] / size[0], scene.shape[0] / size[1]] * 2)
     for (name, result), colour in zip(found.items(), palette(len(found))):
-        image = draw_boxes(image, result["boxes"].tolist(), [colour] * len(result["boxes"]),
-                           [f"{name} {s:.2f}" for s in result["scores"]])
+        image = draw_boxes(image, (result["boxes"] * to_scene).round().astype(int).tolist(),
+                           [colour] * len(result["boxes"]), [f"{name} {s:.2f}" for s in result["scores"]])
     return image
 
 
-def detect_scenes(detector, scene_paths, objects, embeddings, outs=None, progress=False):
+def detect_scenes(detector, scene_paths, objects, embeddings, outs=None, progress=False, results=None):
     """detect.py's output per scene: {"scene", "run_dir", "threshold", "objects": [{"name",
-    "references", "detections": [{"box", "score"}]}]}, the boxes drawn to outs[i] where given."""
-    results = []
+    "references", "detections": [{"box", "score"}]}]}, the boxes drawn to outs[i] where given,
+    appended to `results` as each scene is done. With several scenes, one that cannot be read is
+    skipped with a warning (its entry: {"scene", "error"})."""
+    results = [] if results is None else results
     for i, path in enumerate(tqdm(scene_paths, desc="scenes", unit="scene", disable=not progress)):
-        scene = read_image(path)
-        found = detector.find(scene, embeddings)
+        try:
+            scene, size = read_image(path), image_size(path)
+        except DataError as error:
+            if len(scene_paths) == 1:
+                raise
+            tqdm.write(f"warning: skipped {error}", file=sys.stderr)
+            results.append({"scene": path, "error": str(error)})
+            continue
+        if max(size) > MAX_IMAGE_SIDE:
+            tqdm.write(f"{path}: {size[0]}x{size[1]}, worked at {scene.shape[1]}x{scene.shape[0]} (the model sees "
+                       f"{detector.config.scene_size}); boxes in the file's pixels"
+                       + (", the picture at the smaller size" if outs else ""), file=sys.stderr)
+        found = detector.find(scene, embeddings, size=size)
         results.append({"scene": path, "run_dir": detector.run_dir, "threshold": detector.threshold, "objects": [
             {"name": name, "references": paths,
              "detections": [{"box": b.tolist(), "score": round(float(s), 4)}
                             for b, s in zip(found[name]["boxes"], found[name]["scores"])]}
             for name, paths in objects]})
         if outs:
-            save_png(outs[i], draw(scene, found))
+            save_png(outs[i], draw(scene, found, size))
     return results
 
 
@@ -271,9 +387,9 @@ def scene_paths(scenes):
     return paths
 
 
-def check_out(path):
-    """A DataError unless an image can be written at path: checked before inference, so that a bad
-    --out never costs the detections."""
+def check_out(path, inputs):
+    """A DataError unless an image can be written at path, and path is none of the inputs: checked
+    before inference, so that a bad --out never costs the detections nor overwrites a scene."""
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise DataError(f"--out {path} is a directory: give a file name, e.g. {os.path.join(path, 'found.png')}")
@@ -283,14 +399,22 @@ def check_out(path):
         raise DataError(f"--out {path}: the directory {directory} is not writable")
     if os.path.splitext(path)[1].lower() not in Image.registered_extensions():
         raise DataError(f"--out {path}: unknown image type; end the name with .png or .jpg")
+    check_not_input(path, inputs)
+
+
+def check_not_input(path, inputs):
+    """A DataError if path is (or links to) one of the input images."""
+    if os.path.realpath(path) in {os.path.realpath(p) for p in inputs}:
+        raise DataError(f"--out {path} is one of the input images, which it would overwrite: give another name")
 
 
 OUT_MARKER = ".made-by-yolz-detect"  # in an --out directory detect.py made: only such a one is written into again
 
 
-def out_paths(out_dir, paths):
+def out_paths(out_dir, paths, inputs):
     """--out DIR for several scenes -> DIR/NAME.png per scene; the dir is made (with its marker) if
-    new, and refused if it holds files detect.py did not write, or two scenes share a name."""
+    new, and refused if it holds files detect.py did not write, two scenes share a name, or a name
+    is one of the inputs."""
     names = [os.path.splitext(os.path.basename(p))[0] + ".png" for p in paths]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -299,32 +423,42 @@ def out_paths(out_dir, paths):
         raise DataError(f"--out {out_dir} is a file: with several scenes give a new or empty directory")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, OUT_MARKER)):
         raise DataError(f"--out {out_dir} holds files detect.py did not write: give a new or empty directory")
+    outs = [os.path.join(out_dir, n) for n in names]
+    for out in outs:
+        check_not_input(out, inputs)
     os.makedirs(out_dir, exist_ok=True)
     open(os.path.join(out_dir, OUT_MARKER), "a").close()
-    return [os.path.join(out_dir, n) for n in names]
+    return outs
 
 
 def main(argv=None):
     enable_compilation_cache()
     args = parse_args(argv)
+    results, paths, single = [], [], True
     try:
         paths = scene_paths(args.scene)
         single = len(args.scene) == 1 and not os.path.isdir(args.scene[0])
         objects = references(args.refs, args.refs_dir)
+        inputs = paths + [path for _, refs in objects for path in refs]
         outs = None
         if args.out and single:
-            check_out(args.out)
+            check_out(args.out, inputs)
             outs = [args.out]
         scales, min_gain = pyramid_setting(args.pyramid_scales, args.pyramid_auto)
         detector = Detector(args.run_dir, args.threshold, args.nms_iou, scales, args.flips, min_gain)
-        embeddings = {name: detector.embed(refs) for name, refs in objects}
+        embeddings = {name: detector.embed(refs, name) for name, refs in objects}
         if args.out and not single:
-            outs = out_paths(args.out, paths)
-        results = detect_scenes(detector, paths, objects, embeddings, outs, progress=not single)
+            outs = out_paths(args.out, paths, inputs)
+        detect_scenes(detector, paths, objects, embeddings, outs, progress=not single, results=results)
     except DataError as error:
         sys.exit(f"error: {error}")
     except OSError as error:
         sys.exit(io_error_line(error))
+    except KeyboardInterrupt:
+        if results and not single:
+            print(json.dumps(results, indent=1))
+        sys.exit(f"interrupted: {len(results)} of {len(paths)} scenes done"
+                 + (" (their detections printed above)" if results and not single else ""))
     result = results[0] if single else results
     print(json.dumps(result, indent=1))
     return result

@@ -19,6 +19,7 @@ import io
 import itertools
 import math
 import os
+import re
 import time
 
 import jax
@@ -26,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from boxes import decode, select, visible
-from data import GREY, SPLITS, EpisodeLoader, SceneCrops, Split, read_json, write_json_atomic
+from data import GREY, SPLITS, DataError, EpisodeLoader, SceneCrops, Split, read_json, write_json_atomic
 from metrics import average_precision, box_metrics, match_detections, pixel_metrics, recall_at_1
 from models import INFERENCE_KEYS, check_scene_size, embed_objects, find_in_scenes, infer_batch, load_run
 from util import non_negative_int, unit_interval
@@ -44,7 +45,30 @@ FALSE_ALARM_BUDGET = 0.2  # false alarms per absent query a run operates within:
 # (docs/pyramid_gate.py; docs/results.md, Robustness)
 PYRAMID_SCALES = (2.0,)
 PYRAMID_MIN_GAIN = 0.06
+MAX_PYRAMID_SCALE, MAX_PYRAMID_LEVELS = 4.0, 3  # bounds on what a user may ask of it
 EPISODE_KEYS = (*INFERENCE_KEYS, "masks", "obj_ids", "boxes")
+TEST_MARKER = ".made-by-yolz-test"  # in every dir test.py writes
+TEST_OUTPUTS = frozenset({TEST_MARKER, "metrics.json", "pr_curve.png", "neighbours.png", "pairs", "index.html",
+                          "coco_ground_truth.json", "coco_detections.json"})
+PAIR_PICTURE = re.compile(r"scene_\d+\.obj_\d+\.[\w.]+\.png")
+
+
+def not_test_outputs(out_dir):
+    """The entries of an evaluation dir that test.py does not write (pairs/' included), sorted: the
+    user's, which replacing the dir would lose."""
+    names = sorted(os.listdir(out_dir))
+    pairs = os.path.join(out_dir, "pairs")
+    foreign = [n for n in names if n not in TEST_OUTPUTS or (n == "pairs" and not os.path.isdir(pairs))]
+    if os.path.isdir(pairs) and not os.path.islink(pairs):
+        foreign += [f"pairs/{n}" for n in sorted(os.listdir(pairs)) if not PAIR_PICTURE.fullmatch(n)]
+    return foreign
+
+
+def written_by_test(out_dir):
+    """Whether a dir holds test.py's output and nothing else, by the names test.py gives (runs made
+    before TEST_MARKER existed hold the rest of its output without it)."""
+    return os.path.isdir(out_dir) and not os.path.islink(out_dir) and not not_test_outputs(out_dir) \
+        and bool(os.listdir(out_dir))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,10 +216,24 @@ def averaged_over_flips(probs, raw, scenes, answer):
             None if raw is None else np.mean([r for _, r in outputs], axis=0))
 
 
+def check_pyramid_scales(scales):
+    """A pyramid's scales as a tuple of floats, or a DataError unless there are at most
+    MAX_PYRAMID_LEVELS of them, each from 1 to MAX_PYRAMID_SCALE: its work grows with the square of
+    a scale (a scale of 4 answers 25 tiles)."""
+    try:
+        scales = tuple(float(s) for s in scales)
+    except (TypeError, ValueError):
+        scales = (float("nan"),)
+    if len(scales) > MAX_PYRAMID_LEVELS or not all(1 <= s <= MAX_PYRAMID_SCALE for s in scales):
+        raise DataError(f"pyramid scales (--pyramid-scales) {list(scales)[:8]}: give at most {MAX_PYRAMID_LEVELS} "
+                        f"factors, each from 1 to {MAX_PYRAMID_SCALE:g} (2: a camera twice as far as in training)")
+    return scales
+
+
 def pyramid_setting(scales, auto):
     """--pyramid-scales and --pyramid-auto -> (the pyramid's scales, its min_gain for with_pyramid):
     auto without scales takes PYRAMID_SCALES, and gates them by PYRAMID_MIN_GAIN."""
-    scales = tuple(scales) or (PYRAMID_SCALES if auto else ())
+    scales = check_pyramid_scales(scales) or (PYRAMID_SCALES if auto else ())
     return scales, PYRAMID_MIN_GAIN if auto else None
 
 
@@ -371,24 +409,40 @@ def best_operating_point(points):
     return {"threshold": float(threshold), **best}
 
 
+def read_operating_point(run_dir):
+    """RUN_DIR/operating_point.json checked ({} before test.py has chosen one): a DataError naming
+    the file unless it is an object whose threshold, and its "flips" object's, is a number from 0 to 1."""
+    path = os.path.join(run_dir, OPERATING_POINT_FILE)
+    if not os.path.exists(path):
+        return {}
+    point = read_json(path)
+    fix = f"restore it, or delete it and let python test.py --run-dir {run_dir} --split validation choose again"
+    if not isinstance(point, dict) or not isinstance(point.get("flips", {}), dict):
+        raise DataError(f"{path} is not an operating point (an object, with \"flips\" one too): {fix}")
+    for where in (point, point.get("flips", {})):
+        threshold = where.get("threshold")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0 <= threshold <= 1):
+            raise DataError(f"{path}: threshold {threshold!r} is not a number from 0 to 1: {fix}")
+    return point
+
+
 def stored_threshold(run_dir, flips=False):
     """The operating threshold a run chose on its validation split (flips: for answers averaged over
     mirror images, model_answer's flips), or None before test.py has."""
-    path = os.path.join(run_dir, OPERATING_POINT_FILE)
-    point = read_json(path) if os.path.exists(path) else {}
-    return ((point.get("flips") or {}) if flips else point).get("threshold")
+    point = read_operating_point(run_dir)
+    return (point.get("flips", {}) if flips else point).get("threshold")
 
 
 def write_operating_point(run_dir, point, flips=False):
     """Stores an operating point chosen on validation in RUN_DIR/operating_point.json: at the top
     level, or with flips under "flips"; the other one is kept."""
-    path = os.path.join(run_dir, OPERATING_POINT_FILE)
-    stored = read_json(path) if os.path.exists(path) else {}
+    stored = read_operating_point(run_dir)
     if flips:
         stored = {**stored, "flips": point}
     else:
         stored = {**point, **({"flips": stored["flips"]} if "flips" in stored else {})}
-    write_json_atomic(path, stored)
+    write_json_atomic(os.path.join(run_dir, OPERATING_POINT_FILE), stored)
 
 
 def false_positives_per_query(absent_scores, threshold):

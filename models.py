@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import importlib.metadata
 import json
+import math
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -109,6 +110,33 @@ def save_config(path, config):
         json.dump(config.to_json(), f, indent=1)
 
 
+CONFIG_CHOICES = {"box_cells": (1, 3), "dense_initializer": ("glorot_uniform", "truncated_normal"),
+                  "matching": ("add", "film"), "box_score": ("objectness", "geometric")}
+
+
+def config_value_fits(name, value):
+    """Whether a model_config.json value is of its field's kind: a positive int (box_head_convs: 0 or
+    more), a finite number (presence_power: 0 or more), a list of positive ints, priors as a list of
+    positive (width, height) pairs, or one of CONFIG_CHOICES."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def count(v, least=1):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+    if name in CONFIG_CHOICES:
+        return type(value) is type(CONFIG_CHOICES[name][0]) and value in CONFIG_CHOICES[name]
+    if name == "priors":
+        return isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(number(v) and v > 0 for v in p)
+                                               for p in value)
+    default = getattr(ModelConfig, name)
+    if isinstance(default, tuple):
+        return isinstance(value, list) and len(value) > 0 and all(count(v) for v in value)
+    if isinstance(default, float):
+        return number(value) and (name != "presence_power" or value >= 0)
+    return count(value, 0 if name == "box_head_convs" else 1)
+
+
 def load_config(path):
     """A ModelConfig from a model_config.json; a DataError naming the file if it does not describe one."""
     obj = read_json(path)
@@ -116,7 +144,20 @@ def load_config(path):
     if not isinstance(obj, dict) or unknown:
         raise DataError(f"{path} is not a model config (unknown keys: {', '.join(sorted(unknown)) or 'not an object'}):"
                         " give one written by train.py, or cpu / seed")
+    bad = [name for name, value in obj.items() if not config_value_fits(name, value)]
+    if bad:
+        raise DataError(f"{path}: {bad[0]} {json.dumps(obj[bad[0]])} is not a value the model takes: restore the "
+                        "file train.py wrote, or give cpu / seed")
     return ModelConfig.from_json(obj)
+
+
+def build_from_file(config, path, seed=None):
+    """build_models of a config read from `path`, a DataError naming it where the sizes do not build."""
+    try:
+        return build_models(config, seed)
+    except (ValueError, TypeError) as error:
+        raise DataError(f"{path}: these sizes do not build a model ({error}): restore the file train.py wrote, or "
+                        "give cpu / seed") from None
 
 
 @keras.saving.register_keras_serializable("yolz")
@@ -525,7 +566,8 @@ def load_run(run_dir):
     if missing:
         raise DataError(f"{run_dir} has no {', '.join(missing)}: is it a finished training run? (finish an "
                         f"interrupted one with: python train.py --resume {run_dir})")
-    models = build_models(load_config(os.path.join(run_dir, "model_config.json")))
+    path = os.path.join(run_dir, "model_config.json")
+    models = build_from_file(load_config(path), path)
     for name, model in (("embedding", models.embedding), ("scene", models.scene)):
         try:
             model.load_weights(os.path.join(run_dir, f"{name}.weights.h5"))

@@ -16,6 +16,7 @@ seed (~15 min per seed at the defaults on a 2-core CPU).
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -39,6 +40,10 @@ COLUMNS = (  # (metrics.json key, header): higher is better except false positiv
     ("absent_false_positives_per_query", "FP / absent query"),
     ("retrieval_recall@1", "recall@1"),
 )
+
+
+SWEEPS_OWN = {"run_dir", "seed", "data_dir", "resume", "overwrite"}  # train.py's flags that sweep.py sets per seed
+RECIPE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def seed_dir(sweep_dir, recipe, seed):
@@ -174,11 +179,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            bad = [f for f in flags if f in ("--run-dir", "--seed", "--data-dir", "--resume")]
-            if bad:
-                raise DataError(f"{bad[0]} is sweep.py's to set: give the other train.py flags after --")
-            if os.sep in args.recipe or args.recipe.startswith("."):
+            if not RECIPE_NAME.fullmatch(args.recipe):
                 raise DataError(f"recipe {args.recipe!r}: give a plain name (letters, digits, - or _)")
+            ours = sorted(train.given_flags(train.make_parser(), flags) & SWEEPS_OWN)
+            if ours:
+                raise DataError(f"--{ours[0].replace('_', '-')} is sweep.py's to set (however spelt): give the other "
+                                "train.py flags after --")
             # train.py's own checks of the flags, before anything is written
             train.parse_args(["--data-dir", args.data_dir, "--run-dir", seed_dir(args.sweep_dir, args.recipe, 0),
                               *flags])
@@ -199,6 +205,8 @@ def main(argv=None):
     except subprocess.CalledProcessError as error:
         sys.exit(f"error: {' '.join(error.cmd[1:3])} ... failed (exit {error.returncode}); fix it and rerun: "
                  "finished seeds are kept")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the same command carries on (finished seeds are kept, a stopped one resumes)")
 
 
 if __name__ == "__main__":

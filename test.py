@@ -8,8 +8,8 @@ objects present; box AP pools every query's detections (absent ones can only add
 positives). Writes OUT_DIR (default RUN_DIR/test/), replacing it whole: metrics.json,
 pr_curve.png, neighbours.png (the embeddings' nearest neighbours), pairs/*.png for a sample of
 (scene, object) pairs spread from worst to best and the worst absent queries, and index.html,
-which shows them. An existing OUT_DIR is replaced only if
-test.py made it (or it is the default); a kill at any moment leaves the old results or the new.
+which shows them. An existing OUT_DIR is replaced only if it holds test.py's output and
+nothing else; a kill at any moment leaves the old results or the new.
 """
 
 import html
@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 from boxes import visible  # noqa: E402
 from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
 from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, PYRAMID_MIN_GAIN,  # noqa: E402
-                      box_figures, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser, load,
-                      model_answer, object_embeddings, pyramid_setting, retrieval_recall, stored_threshold,
-                      write_operating_point)
+                      TEST_MARKER, box_figures, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser,
+                      load, model_answer, not_test_outputs, object_embeddings, pyramid_setting, retrieval_recall,
+                      read_operating_point, stored_threshold, write_operating_point)
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from util import (at_least_one, atomic_write, border, draw_boxes, heatmap, hstack, io_error_line,  # noqa: E402
@@ -108,7 +108,7 @@ def evaluations(run_dir):
     found = {}
     for name in sorted(os.listdir(run_dir)):
         path = os.path.join(run_dir, name, "metrics.json")
-        if os.path.exists(os.path.join(run_dir, name, OUTPUT_MARKER)) and os.path.exists(path):
+        if os.path.exists(os.path.join(run_dir, name, TEST_MARKER)) and os.path.exists(path):
             found[name] = read_json(path)
     return found
 
@@ -183,12 +183,10 @@ y_pred as alpha, scene, scene with y_true as alpha.</p>
         f.write(page)
 
 
-OUTPUT_MARKER = ".made-by-yolz-test"  # in every dir test.py writes: only such a dir is ever replaced
-
-
 def check_out_dir(out_dir, default):
-    """A DataError unless out_dir is new, empty, made by test.py (its marker), or the default
-    RUN_DIR/SPLIT: test.py replaces it whole, so it must never be a folder of the user's."""
+    """A DataError unless out_dir is new, empty, or holds test.py's output alone (not_test_outputs)
+    and was made by it (its marker) or is the default RUN_DIR/SPLIT: test.py replaces it whole, so it
+    must never hold a file of the user's, nor a data dir's split."""
     if not os.path.exists(out_dir):
         parent = os.path.dirname(os.path.abspath(out_dir))
         if not os.path.isdir(parent):
@@ -196,8 +194,14 @@ def check_out_dir(out_dir, default):
         return
     if not os.path.isdir(out_dir):
         raise DataError(f"--out-dir {out_dir} is a file: give a new directory")
-    if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, OUTPUT_MARKER)) \
-            and os.path.abspath(out_dir) != os.path.abspath(default):
+    if not os.listdir(out_dir):
+        return
+    foreign = not_test_outputs(out_dir)
+    if foreign and os.path.abspath(out_dir) == os.path.abspath(default):
+        raise DataError(f"{out_dir} holds {', '.join(foreign[:3])}, which test.py did not write, and test.py replaces "
+                        "that dir whole: move them out, or give --out-dir a new directory")
+    if foreign or (not os.path.exists(os.path.join(out_dir, TEST_MARKER))
+                   and os.path.abspath(out_dir) != os.path.abspath(default)):
         raise DataError(f"--out-dir {out_dir} holds files test.py did not write, and it replaces its output dir "
                         "whole: give a new or empty directory")
 
@@ -223,6 +227,7 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     out_dir = out_dir or default_out
     check_out_dir(out_dir, default_out)
     run, split = load(run_dir, data_dir, split_name)
+    read_operating_point(run_dir)  # a broken one is refused now, not after the evaluation
     chooses = (split_name == "validation" and references == "renders" and not pyramid_scales and threshold is None
                and bool(run.config.priors))
     if threshold is None and not chooses and run.config.priors:
@@ -268,7 +273,7 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     remove_stale_temps(out_dir)
     tmp = temp_path(os.path.abspath(out_dir))
     os.makedirs(os.path.join(tmp, "pairs"))
-    open(os.path.join(tmp, OUTPUT_MARKER), "w").close()
+    open(os.path.join(tmp, TEST_MARKER), "w").close()
 
     def draw(s, q):
         name = f"scene_{pred.scene_index[s]:04d}.obj_{pred.obj_ids[s, q]:03d}"
@@ -358,6 +363,8 @@ def main(argv=None):
         sys.exit(f"error: {error}")
     except OSError as error:
         sys.exit(io_error_line(error))
+    except KeyboardInterrupt:
+        sys.exit(f"interrupted: {args.out_dir or 'the output dir'} is as it was (the old results, or none)")
 
 
 if __name__ == "__main__":

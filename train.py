@@ -14,7 +14,9 @@ pictures, the loop.
 
 import argparse
 import contextlib
+import copy
 import dataclasses
+import errno
 import functools
 import importlib.util
 import json
@@ -36,10 +38,10 @@ import distributed  # noqa: E402
 from boxes import kmeans_priors, visible  # noqa: E402
 from data import (SPLITS, DataError, EpisodeLoader, SceneCrops, Split, composite_uint8, prefetch,  # noqa: E402
                   read_json, write_json_atomic)
-from evaluate import box_queries, evaluate, model_answer  # noqa: E402
+from evaluate import box_queries, evaluate, model_answer, not_test_outputs, written_by_test  # noqa: E402
 from losses import total_loss  # noqa: E402
 from metrics import box_metrics, pixel_metrics  # noqa: E402
-from models import (CPU_CONFIG, SEED_CONFIG, build_models, cell_outputs, check_scene_size,  # noqa: E402
+from models import (CPU_CONFIG, SEED_CONFIG, build_from_file, cell_outputs, check_scene_size,  # noqa: E402
                     embed_views, enable_compilation_cache, load_config, mean_embedding, model_state, save_config,
                     save_weights)
 from util import (RunDirLock, at_least_one, atomic_write, hstack, io_error_line, non_negative_float,  # noqa: E402
@@ -160,11 +162,43 @@ class Hyperparameters:
         return max(self.absent_queries_per_scene, self.absent_candidates)
 
     @classmethod
-    def from_options(cls, options):
-        """From a dict such as options.json (other keys ignored). A key it lacks was written before that
-        flag existed: it takes the behaviour runs had then (BEFORE_THEIR_FLAGS), else the default."""
-        given = {f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options}
+    def from_options(cls, options, source="options.json"):
+        """From options.json's dict (a run's hyperparameters and its Launch), each value checked as its
+        flag's would be: a DataError naming `source` for a value of the wrong kind or range, or a key
+        that is neither. A key it lacks was written before that flag existed: it takes the behaviour
+        runs had then (BEFORE_THEIR_FLAGS), else the default."""
+        fix = "restore it from the run's first command, or start a new run"
+        if not isinstance(options, dict):
+            raise DataError(f"{source} is not a run's options (a JSON object): {fix}")
+        known = {f.name for f in dataclasses.fields(cls)} | {f.name for f in dataclasses.fields(Launch)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise DataError(f"{source}: {unknown[0]!r} is no option of train.py's: {fix}")
+        given = {}
+        for field in dataclasses.fields(cls):
+            if field.name in options:
+                value = options[field.name]
+                if not option_fits(field, value):
+                    raise DataError(f"{source}: {field.name} {json.dumps(value)} is not what --"
+                                    f"{field.name.replace('_', '-')} takes: {fix}")
+                given[field.name] = float(value) if field.type is float else value
         return cls(**{**BEFORE_THEIR_FLAGS, **given})
+
+
+def option_fits(field, value):
+    """Whether a JSON value is one that the field's flag could have given: its type (an int for a
+    float too; a bool for nothing but a bool), its range and its choices."""
+    if (field.type is bool) != isinstance(value, bool):
+        return False
+    if not isinstance(value, {bool: bool, int: int, float: (int, float), str: str}[field.type]):
+        return False
+    if "choices" in field.metadata and value not in field.metadata["choices"]:
+        return False
+    try:
+        field.metadata.get("type", str)(str(value))
+    except argparse.ArgumentTypeError:
+        return False
+    return True
 
 
 # what runs did before these flags existed, where today's default differs: an older run resumes as it began
@@ -261,9 +295,10 @@ def build(hp, train_split=None):
         config = dataclasses.replace(config, priors=training_priors(train_split, hp.num_priors, hp.seed))
     elif not hp.num_priors:
         config = dataclasses.replace(config, priors=())
-    return build_models(dataclasses.replace(config, dense_initializer=hp.dense_initializer, matching=hp.matching,
-                                            box_cells=hp.box_cells, box_head_convs=hp.box_head_convs,
-                                            box_score=hp.box_score, presence_power=hp.presence_power), hp.seed)
+    return build_from_file(dataclasses.replace(config, dense_initializer=hp.dense_initializer, matching=hp.matching,
+                                               box_cells=hp.box_cells, box_head_convs=hp.box_head_convs,
+                                               box_score=hp.box_score, presence_power=hp.presence_power),
+                           hp.model_config, hp.seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,8 +333,12 @@ def latest_checkpoint(run_dir):
 def load_checkpoint(run_dir, models, opt_state_like):
     """Loads the latest checkpoint's weights into models -> (its step, the optimizer state)."""
     path = latest_checkpoint(run_dir)
-    models.embedding.load_weights(os.path.join(path, "embedding.weights.h5"))
-    models.scene.load_weights(os.path.join(path, "scene.weights.h5"))
+    for name, model in (("embedding", models.embedding), ("scene", models.scene)):
+        try:
+            model.load_weights(os.path.join(path, f"{name}.weights.h5"))
+        except (ValueError, KeyError, OSError) as error:
+            raise DataError(f"{path}/{name}.weights.h5 does not fit the run's model_config.json and options.json "
+                            f"({error}): restore them, or start a new run") from None
     with np.load(os.path.join(path, "optimizer.npz")) as f:
         leaves = [jnp.asarray(f[f"arr_{i}"]) for i in range(len(f.files))]
     opt_state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(opt_state_like), leaves)
@@ -415,9 +454,13 @@ RESUME_FLAGS = ("steps", *LAUNCH_OPTIONS)  # what --resume accepts besides: all 
 
 
 def given_flags(parser, argv):
-    """The dests of the options present on the command line (as opposed to left at their default)."""
-    words = {word.split("=", 1)[0] for word in argv if word.startswith("--")}
-    return {a.dest for a in parser._actions if words & set(a.option_strings)}
+    """The dests of the options present on the command line (as opposed to left at their default),
+    however spelt: --flag=VALUE and argparse's abbreviations (--run for --run-dir) included."""
+    given = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            given._add_action(copy.copy(action)).default = argparse.SUPPRESS
+    return set(vars(given.parse_known_args(argv)[0]))
 
 
 def parse_args(argv=None):
@@ -434,8 +477,11 @@ def parse_args(argv=None):
             parser.error(f"--resume {args.resume} trains on with the run's own options ({args.resume}/options.json); "
                          f"{', '.join('--' + k.replace('_', '-') for k in sorted(refused))} cannot change then (only "
                          "--steps, to train longer, and how this process joins a multi-host run)")
-        saved = read_json(os.path.join(args.resume, "options.json"))
-        hp = Hyperparameters.from_options(saved)
+        path = os.path.join(args.resume, "options.json")
+        saved = read_json(path)
+        hp = Hyperparameters.from_options(saved, path)
+        if not isinstance(saved.get("data_dir"), str):
+            raise DataError(f"{path}: data_dir {json.dumps(saved.get('data_dir'))} is not a path: restore it")
         if "steps" in given_flags(parser, argv):
             if args.steps < hp.steps:
                 parser.error(f"--steps {args.steps}: the run was set to {hp.steps} steps; --resume may only raise it")
@@ -460,30 +506,57 @@ EVALUATION_DIR = re.compile(rf"({'|'.join(SPLITS)})(_crops)?(_pyramid[0-9.e+-]+)
 
 
 def run_entries(run_dir):
-    """The names in run_dir that yolz wrote there: RUN_ENTRIES and test.py's evaluation dirs."""
+    """The names in run_dir that a run of yolz's has: RUN_ENTRIES and test.py's evaluation dirs.
+    A name proves nothing: a data dir holds train/ and test/ too (holds_run)."""
     names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
     return sorted(n for n in names if n in RUN_ENTRIES or EVALUATION_DIR.fullmatch(n))
 
 
+def holds_run(run_dir):
+    """Whether run_dir holds a run: an options.json that train.py wrote (a JSON object naming the
+    run's data and run dirs and its hyperparameters), the one proof that its entries are yolz's."""
+    try:
+        options = read_json(os.path.join(run_dir, "options.json"))
+    except DataError:
+        return False
+    return isinstance(options, dict) and {"data_dir", "run_dir", "steps", "seed", "model_config"} <= options.keys()
+
+
 def check_new_run_dir(launch):
-    """A DataError if run_dir holds a run and --overwrite was not given; or names a file."""
-    if os.path.exists(launch.run_dir) and not os.path.isdir(launch.run_dir):
-        raise DataError(f"--run-dir {launch.run_dir} is a file: give a directory")
-    held = run_entries(launch.run_dir)
-    if held and not launch.overwrite:
-        raise DataError(f"{launch.run_dir} holds a run ({', '.join(held[:3])}...): carry it on with "
-                        f"python train.py --resume {launch.run_dir}, replace it with --overwrite, or give another "
+    """A DataError if run_dir names a file; holds entries of a run's names that no run of yolz's
+    wrote there (a data dir's splits, a user's test/), which a new run would write into and
+    --overwrite would delete; or holds a run and --overwrite was not given. With --overwrite, an
+    evaluation dir holding anything test.py does not write is refused too."""
+    run_dir = launch.run_dir
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise DataError(f"--run-dir {run_dir} is a file: give a directory")
+    held = run_entries(run_dir)
+    if not held:
+        return
+    if not holds_run(run_dir):
+        raise DataError(f"--run-dir {run_dir} holds {', '.join(held[:3])} but no run of train.py's (no options.json "
+                        "it wrote): a run writes, and --overwrite removes, entries of those names; give a new or "
+                        "empty --run-dir")
+    if not launch.overwrite:
+        raise DataError(f"{run_dir} holds a run ({', '.join(held[:3])}...): carry it on with "
+                        f"python train.py --resume {run_dir}, replace it with --overwrite, or give another "
                         "--run-dir")
+    for name in held:
+        path = os.path.join(run_dir, name)
+        if name not in RUN_ENTRIES and os.path.isdir(path) and os.listdir(path) and not written_by_test(path):
+            raise DataError(f"--overwrite {run_dir}: {name}/ holds {', '.join(not_test_outputs(path)[:3])}, which "
+                            "test.py did not write: move them out of the run first")
 
 
 def start_run_dir(run_dir, hp, launch, config):
     """Writes a new run's options.json, model_config.json and empty metrics.jsonl (with --overwrite,
-    after removing the old run's entries)."""
-    for name in run_entries(run_dir):
+    after removing the old run's entries: check_new_run_dir has found them yolz's). options.json, the
+    proof of that, goes last: a kill part-way leaves a run that --overwrite still recognises."""
+    for name in sorted(run_entries(run_dir), key=lambda n: n == "options.json"):
         path = os.path.join(run_dir, name)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
-        elif os.path.exists(path):
+        elif os.path.lexists(path):
             os.remove(path)
     write_json_atomic(os.path.join(run_dir, "options.json"), {**dataclasses.asdict(hp), **dataclasses.asdict(launch)})
     save_config(os.path.join(run_dir, "model_config.json"), config)
@@ -575,7 +648,27 @@ def train(hp, launch):
     if chief:
         os.makedirs(run_dir, exist_ok=True)
     with RunDirLock(run_dir) if chief else contextlib.nullcontext():
-        return train_in(run_dir, hp, launch, models, loader, val_split, chief)
+        try:
+            return train_in(run_dir, hp, launch, models, loader, val_split, chief)
+        except (OSError, KeyboardInterrupt) as error:
+            raise Stopped(stopped_line(error, run_dir)) from None
+
+
+class Stopped(Exception):
+    """Training stopped by Ctrl-C or a failed write (a full disk): the message says how to go on."""
+
+
+def stopped_line(error, run_dir):
+    """Why a started run stopped, where its last checkpoint is and the command that carries on."""
+    cause = "interrupted" if isinstance(error, KeyboardInterrupt) else io_error_line(error, hint=False)
+    first = "free some space, then " if getattr(error, "errno", None) == errno.ENOSPC else ""
+    try:
+        step = read_json(os.path.join(run_dir, "checkpoints", "latest.json"))["step"]
+    except (DataError, KeyError, TypeError):
+        return (f"{cause}, before the run's first checkpoint: {first}run the same command with --overwrite to start "
+                "it again")
+    return (f"{cause}; the last checkpoint is step {step} in {os.path.join(run_dir, 'checkpoints')}: {first}python "
+            f"train.py --resume {run_dir} carries on from it")
 
 
 def device_batches(loader, scenes_per_step, mesh):
@@ -667,8 +760,12 @@ def main(argv=None):
         train(*parse_args(argv))
     except (DataError, Diverged, RunDirLock.DirBusy) as error:
         sys.exit(f"error: {error}")
-    except OSError as error:  # disk full while checkpointing, a read-only run dir, ...
+    except Stopped as error:
+        sys.exit(str(error))
+    except OSError as error:  # before the run started: a read-only run dir, ...
         sys.exit(io_error_line(error))
+    except KeyboardInterrupt:
+        sys.exit("interrupted before training started: nothing was written")
 
 
 if __name__ == "__main__":

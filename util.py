@@ -37,12 +37,14 @@ unit_interval = _number(float, 0.0, 1.0, "a number from 0 to 1")
 at_least_one = _number(float, 1.0, None, "a number of 1 or more")
 
 
-def io_error_line(error):
-    """An OSError as the one line an entry point exits with: the file, what went wrong, what to do."""
-    hint = {28: "free some space and run the same command again: it carries on",
-            13: "choose a place you may write to", 30: "choose a place you may write to"}.get(error.errno, "")
+def io_error_line(error, hint=True):
+    """An OSError as the one line an entry point exits with: the file, what went wrong and (hint)
+    what to do."""
+    hint = hint and {28: "free some space and run the same command again: it carries on",
+                     13: "choose a place you may write to", 30: "choose a place you may write to"}.get(error.errno, "")
     where = f"{error.filename}: " if error.filename else ""
-    return f"error: {where}{error.strerror or error}" + (f" ({hint})" if hint else "")
+    what = os.strerror(error.errno) if error.errno else str(error).splitlines()[0]  # h5py's strerror runs to lines
+    return f"error: {where}{what}" + (f" ({hint})" if hint else "")
 
 
 # glibc's malloc hands each of XLA:CPU's large buffers out as a fresh mmap, so every step pays a

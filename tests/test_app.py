@@ -4,6 +4,7 @@ page loaded in it until a result shows. Skipped where gradio is not installed (i
 requirements-demo.txt; run_tests.sh installs it)."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -86,3 +87,58 @@ def test_the_page_shows_a_result_in_a_real_browser(server):
         assert browser.screenshot()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         browser.close()
+
+
+def test_the_demos_own_messages_reach_the_page():
+    import gradio as gr
+
+    import app
+
+    for scene, references, message in ((None, ["v.png"], "drop a scene image first"),
+                                       ("s.png", [], "add at least one reference picture")):
+        with pytest.raises(gr.Error, match=message):
+            app.shown(lambda: app.answer(None, scene, references, None))()
+
+
+def test_a_bad_or_busy_port_is_one_line(trained, capsys):
+    import app
+
+    for port in ("0", "70000", "http"):
+        with pytest.raises(SystemExit) as error:
+            app.main(["--run-dir", str(trained), "--port", port])
+        assert error.value.code == 2 and "is not a port (1 to 65535)" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit, match=rf"^error: --port {port} on 127.0.0.1: Address already in use: stop what "):
+            app.main(["--run-dir", str(trained), "--port", str(port)])
+
+
+def test_uploads_are_bounded_and_sigterm_leaves_no_temp_dir(trained, tmp_path):
+    """A file over --max-upload-mb is refused; SIGTERM (kill, a service manager) stops the server
+    as Ctrl-C does: the demo's temp dir, the examples and the uploads in it, is gone."""
+    from gradio_client import Client, handle_file
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    log = open(tmp_path / "app.log", "w+")
+    process = subprocess.Popen([sys.executable, "app.py", "--run-dir", str(trained), "--port", str(port),
+                                "--max-upload-mb", "1"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "TMPDIR": str(temp)})
+    try:
+        deadline = time.time() + 180
+        while "Running on" not in open(tmp_path / "app.log").read():
+            assert process.poll() is None and time.time() < deadline, open(tmp_path / "app.log").read()
+            time.sleep(0.5)
+        (tmp_path / "big.png").write_bytes(os.urandom(2 * 1024 * 1024))  # 2 MB, and no image at that
+        client = Client(f"http://127.0.0.1:{port}", verbose=False)
+        with pytest.raises(Exception, match="(?i)too large|exceeds|413|maximum"):
+            client.predict(handle_file(str(tmp_path / "big.png")), [handle_file(str(tmp_path / "big.png"))], 0.0,
+                           False, api_name="/find")
+        assert [n for n in os.listdir(temp) if n.startswith("yolz-app-")]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    assert not [n for n in os.listdir(temp) if n.startswith("yolz-app-")], open(tmp_path / "app.log").read()

@@ -193,3 +193,118 @@ def test_flips_change_the_answer_and_the_command_line_gives_it(trained, images):
     cli = detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
                        "--threshold", "0", "--flips"])
     assert [d["box"] for d in cli["objects"][0]["detections"]] == flipped["boxes"].tolist()
+
+
+def test_an_output_that_is_an_input_is_refused(trained, images, tmp_path):
+    scene = str(shutil.copy(images["scene"], tmp_path / "scene.png"))
+    ref = str(shutil.copy(images["refs"][0], tmp_path / "ref.png"))
+    before = {p: open(p, "rb").read() for p in (scene, ref)}
+    os.symlink(scene, tmp_path / "link.png")
+    for out in (scene, ref, str(tmp_path / "link.png"), str(tmp_path / "." / "scene.png")):
+        with pytest.raises(SystemExit, match="is one of the input images"):
+            detect.main(["--scene", scene, "--refs", ref, "--run-dir", str(trained), "--out", out])
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    Image.open(scene).save(folder / "a.png")
+    (folder / detect.OUT_MARKER).write_text("")  # written by an earlier detect.py --out scenes
+    with pytest.raises(SystemExit, match="is one of the input images"):
+        detect.main(["--scene", str(folder), "--refs", ref, "--run-dir", str(trained), "--out", str(folder)])
+    assert {p: open(p, "rb").read() for p in (scene, ref)} == before
+
+
+def test_a_large_scene_is_worked_at_a_bounded_size_and_answered_in_its_own_pixels(trained, images, tmp_path,
+                                                                                   monkeypatch, capsys):
+    monkeypatch.setattr(detect, "MAX_IMAGE_SIDE", 192)
+    big = tmp_path / "big.png"  # the 384x300 scene at twice its size
+    Image.open(images["scene"]).resize((768, 600)).save(big)
+    assert detect.read_image(str(big)).shape == (150, 192, 4) and detect.image_size(str(big)) == (768, 600)
+    detector = detect.Detector(str(trained), threshold=0)
+    found = detector.find(str(big), {"mug": images["refs"]})["mug"]
+    assert found["heatmap"].shape == (150, 192)
+    boxes = found["boxes"]
+    assert len(boxes) and (boxes[:, [0, 2]] <= 768).all() and (boxes[:, [1, 3]] <= 600).all()
+    assert boxes[:, 2].max() > 192  # in the file's pixels, not the reduced ones
+    out = tmp_path / "found.png"
+    cli = detect.main(["--scene", str(big), "--refs", *images["refs"], "--run-dir", str(trained), "--threshold", "0",
+                       "--out", str(out)])
+    assert [d["box"] for d in cli["objects"][0]["detections"]] == boxes.tolist()
+    assert Image.open(out).size == (192, 150)
+    assert "768x600, worked at 192x150" in capsys.readouterr().err
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20000)  # Pillow's decompression-bomb guard, met by a small image
+    with pytest.raises(SystemExit, match=r"big.png: over 40000 pixels, too large to read safely"):
+        detect.main(["--scene", str(big), "--refs", *images["refs"], "--run-dir", str(trained)])
+
+
+@pytest.mark.parametrize("scales, message", [(["0.5"], "each from 1 to 4"), (["100"], "each from 1 to 4"),
+                                             (["2"] * 4, "at most 3 factors")])
+def test_the_pyramid_is_bounded(trained, images, scales, message, capsys):
+    with pytest.raises(SystemExit) as error:
+        detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
+                     "--pyramid-scales", *scales])
+    said = f"{error.value.code} {capsys.readouterr().err}"  # argparse's own line for a scale under 1
+    assert message in said or "argument --pyramid-scales: 0.5 is not a number of 1 or more" in said
+    with pytest.raises(detect.DataError, match=message):
+        detect.Detector(str(trained), pyramid_scales=[float(s) for s in scales])
+
+
+def test_the_api_names_each_bad_argument(trained, images):
+    detector = detect.Detector(str(trained), threshold=0)
+    scene = np.asarray(Image.open(images["scene"]))
+    view = np.asarray(Image.open(images["refs"][0]))  # (h, w, 4)
+    good = detector.embed(images["refs"])
+    cases = [
+        (lambda: detector.find(scene, {"mug": view}), r"objects\['mug'\]: one image, not a list of views"),
+        (lambda: detector.find(scene, {"mug": images["refs"][0]}), r"objects\['mug'\]: one path, not a list"),
+        (lambda: detector.find(scene, {}), "objects: give a non-empty dict"),
+        (lambda: detector.find(scene, {"mug": []}), "needs at least one reference view"),
+        (lambda: detector.find(scene, {"mug": good[:-1]}), rf"an embedding is \({len(good)},\) float"),
+        (lambda: detector.find(scene, {"mug": np.full_like(good, np.nan)}), "holds NaN"),
+        (lambda: detector.find(np.zeros((0, 0, 3), np.uint8), {"mug": good}), "0x0 pixels"),
+        (lambda: detector.find(scene, {"mug": good}, threshold=7), "threshold=7: give a number from 0 to 1"),
+        (lambda: detector.find(scene, {"mug": good}, threshold=float("nan")), "threshold=nan"),
+        (lambda: detector.find(scene, {"mug": good}, pyramid_scales=[0.5]), "pyramid scales"),
+        (lambda: detect.Detector(str(trained), threshold=-1), "threshold=-1"),
+        (lambda: detect.Detector(str(trained), nms_iou=5), "nms_iou=5"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_a_folder_with_unreadable_files_skips_them_and_never_hangs(trained, images, tmp_path, capsys):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    Image.open(images["scene"]).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"")  # empty
+    (folder / "c.jpg").write_text("not an image")
+    (folder / "d.png").write_bytes(open(images["scene"], "rb").read()[:200])  # truncated
+    os.symlink(tmp_path / "gone.png", folder / "e.png")  # dangling
+    (folder / "f.png").mkdir()  # a folder
+    os.mkfifo(folder / "g.png")  # opening it would wait for a writer forever
+    results = detect.main(["--scene", str(folder), "--refs", *images["refs"], "--run-dir", str(trained),
+                           "--threshold", "0"])
+    assert [os.path.basename(r["scene"]) for r in results] == ["a.png", "b.png", "c.jpg", "d.png", "e.png", "f.png",
+                                                               "g.png"]
+    assert results[0]["objects"][0]["detections"] and all("error" in r for r in results[1:])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: skipped")]
+    assert len(warnings) == 6
+
+
+def test_ctrl_c_in_a_folder_prints_what_is_done_and_one_line(trained, images, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.open(images["scene"]).save(folder / name)
+    real_find = detect.Detector.find
+
+    def find(self, scene, *args, **kwargs):
+        if find.calls == 2:
+            raise KeyboardInterrupt
+        find.calls += 1
+        return real_find(self, scene, *args, **kwargs)
+
+    find.calls = 0
+    monkeypatch.setattr(detect.Detector, "find", find)
+    with pytest.raises(SystemExit, match=r"^interrupted: 2 of 3 scenes done \(their detections printed above\)$"):
+        detect.main(["--scene", str(folder), "--refs", *images["refs"], "--run-dir", str(trained)])
+    assert [os.path.basename(r["scene"]) for r in json.loads(capsys.readouterr().out)] == ["a.png", "b.png"]

@@ -56,3 +56,18 @@ def test_flags_that_sweep_sets_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit, match="--seed is sweep.py's to set"):
         sweep.main(["--sweep-dir", str(tmp_path), "run", "x", "--", "--seed", "3"])
     assert not os.listdir(tmp_path)  # nothing written
+
+
+@pytest.mark.parametrize("flags", [["--run-dir=elsewhere"], ["--run", "elsewhere"], ["--seed=7"], ["--see", "7"],
+                                   ["--data=other"], ["--overwrite"], ["--res", "x"]])
+def test_flags_that_sweep_sets_are_refused_however_spelt(tmp_path, flags):
+    with pytest.raises(SystemExit, match="is sweep.py's to set"):
+        sweep.main(["--sweep-dir", str(tmp_path), "run", "x", "--", *flags])
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("recipe", ["", ".", "..", "a/b", "x y"])
+def test_a_recipe_is_a_plain_name(tmp_path, recipe):
+    with pytest.raises(SystemExit, match="give a plain name"):
+        sweep.main(["--sweep-dir", str(tmp_path), "run", recipe])
+    assert not os.listdir(tmp_path)

@@ -115,9 +115,14 @@ def test_out_dir_of_the_users_is_never_deleted(tiny_data, trained, tmp_path, mon
         yolz_test.main([*args, "--out-dir", str(tmp_path / "no" / "such")])
     # a dir test.py made is replaced, and so is the default RUN_DIR/SPLIT
     yolz_test.main([*args, "--out-dir", str(tmp_path / "t")])
-    (tmp_path / "t" / "stale.png").write_text("from the last run")
+    stale = tmp_path / "t" / "pairs" / "scene_0099.obj_099.heatmap.png"  # a pair the last run drew, this one not
+    stale.write_text("from the last run")
     yolz_test.main([*args, "--out-dir", str(tmp_path / "t")])
-    assert not (tmp_path / "t" / "stale.png").exists() and (tmp_path / "t" / "metrics.json").exists()
+    assert not stale.exists() and (tmp_path / "t" / "metrics.json").exists()
+    (tmp_path / "t" / "notes.md").write_text("mine")  # a user's file in it: the dir is no longer test.py's alone
+    with pytest.raises(SystemExit, match="holds files test.py did not write"):
+        yolz_test.main([*args, "--out-dir", str(tmp_path / "t")])
+    assert (tmp_path / "t" / "notes.md").read_text() == "mine"
     os.makedirs(run_dir / "test", exist_ok=True)
     yolz_test.main(args)
     assert (run_dir / "test" / "metrics.json").exists()
@@ -270,3 +275,49 @@ def test_presence_power_scales_each_querys_boxes_by_its_peak(tiny_data, trained)
     for q, ((boxes, scores), (gated_boxes, gated_scores)) in enumerate(zip(plain[0], gated[0])):
         np.testing.assert_array_equal(boxes, gated_boxes)
         np.testing.assert_allclose(gated_scores, scores * probs[0, q].max() ** 3, rtol=1e-6)
+
+
+def test_the_default_out_dir_is_replaced_only_while_it_holds_test_outputs_alone(tiny_data, trained, tmp_path):
+    run = shutil.copytree(trained, tmp_path / "run")
+    args = ["--run-dir", str(run), "--data-dir", tiny_data, "--num-pictures", "1", "--absent-queries", "1",
+            "--threshold", "0.5"]
+    yolz_test.main(args)
+    (run / "test" / "notes.md").write_text("mine")
+    with pytest.raises(SystemExit, match=r"test holds notes.md, which test.py did not write"):
+        yolz_test.main(args)
+    assert (run / "test" / "notes.md").read_text() == "mine"
+    (run / "test" / "notes.md").unlink()
+    for name in os.listdir(run / "test"):  # a run made before the marker: test.py's names alone
+        if name != "metrics.json":
+            shutil.rmtree(run / "test" / name) if (run / "test" / name).is_dir() else (run / "test" / name).unlink()
+    yolz_test.main(args)
+    assert (run / "test" / "index.html").exists()
+    # a run dir that is also the data dir: its test split is data, never replaced
+    for split in ("train", "validation", "test"):
+        shutil.rmtree(run / split, ignore_errors=True)
+        shutil.copytree(os.path.join(tiny_data, split), run / split)
+    manifest = (run / "test" / "manifest.json").read_bytes()
+    with pytest.raises(SystemExit, match=r"test holds .*, which test.py did not write"):
+        yolz_test.main(["--run-dir", str(run), "--data-dir", str(run), "--threshold", "0.5"])
+    assert (run / "test" / "manifest.json").read_bytes() == manifest
+
+
+@pytest.mark.parametrize("point, message", [
+    ({"threshold": "0.5"}, "threshold '0.5' is not a number from 0 to 1"),
+    ({"threshold": 7}, "threshold 7 is not a number from 0 to 1"),
+    ([0.5], "is not an operating point"), ({"threshold": 0.5, "flips": "yes"}, "is not an operating point"),
+    ({"threshold": 0.5, "flips": {"threshold": -1}}, "threshold -1 is not a number from 0 to 1")])
+def test_a_broken_operating_point_is_one_line_naming_the_file(tiny_data, trained, tmp_path, point, message):
+    import detect
+
+    run = shutil.copytree(trained, tmp_path / "run", ignore=shutil.ignore_patterns("test", "validation"))
+    (run / "operating_point.json").write_text(json.dumps(point))
+    views = write_views(tiny_data, tmp_path)
+    for command in (lambda: yolz_test.main(["--run-dir", str(run), "--data-dir", tiny_data]),
+                    lambda: yolz_test.main(["--run-dir", str(run), "--data-dir", tiny_data, "--split", "validation"]),
+                    lambda: detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--flips",
+                                         "--refs", *views])):
+        with pytest.raises(SystemExit) as error:
+            command()
+        assert f"{run}/operating_point.json" in error.value.code and message in error.value.code
+    assert not (run / "test").exists() and not (run / "validation").exists()

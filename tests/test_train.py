@@ -201,11 +201,98 @@ def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_half_checkpoint
 
     real_savez = np.savez
     monkeypatch.setattr(np, "savez", savez)
-    with pytest.raises(SystemExit, match=r"No space left on device \(free some space and run the same command"):
+    with pytest.raises(SystemExit, match=r"No space left on device; the last checkpoint is step 2 in .*: free some "
+                       r"space, then python train.py --resume .*run carries on from it$"):
         train_run(tiny_data, tmp_path / "run", model_config)
     checkpoints = tmp_path / "run" / "checkpoints"
     assert sorted(os.listdir(checkpoints)) == ["latest.json", "step_0000002"]  # no temp dir left
     assert json.loads((checkpoints / "latest.json").read_text())["step"] == 2
+    monkeypatch.setattr(np, "savez", real_savez)
+    train.main(["--resume", str(tmp_path / "run")])  # the command the message gives carries on
+    assert json.loads((checkpoints / "latest.json").read_text())["step"] == 4
+    # h5py's own error at the first checkpoint: its many-line message cut to one, and no checkpoint to resume
+    monkeypatch.setattr(train, "save_weights", lambda *_: (_ for _ in ()).throw(
+        OSError(28, "Can't synchronously write data (file write failed:\n, errno = 28, ...)")))
+    with pytest.raises(SystemExit) as error:
+        train_run(tiny_data, tmp_path / "other", model_config)
+    assert str(error.value.code) == ("error: No space left on device, before the run's first checkpoint: free some "
+                                     "space, then run the same command with --overwrite to start it again")
+
+
+def test_ctrl_c_is_one_line_with_the_command_that_carries_on(tiny_data, model_config, tmp_path, monkeypatch):
+    steps = []
+    real_step = train.train_step
+
+    def step(*args, **kwargs):  # Ctrl-C during the third step
+        steps.append(1)
+        if len(steps) == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", step)
+    with pytest.raises(SystemExit, match=r"^interrupted; the last checkpoint is step 2 in .*: python train.py "
+                       r"--resume .*run carries on from it$"):
+        train_run(tiny_data, tmp_path / "run", model_config)
+
+
+def test_overwrite_needs_a_run_of_yolzs_not_a_name(tiny_data, model_config, trained, tmp_path):
+    """Entries named like a run's (train/, test/, debug/) prove nothing: a data dir has train/ and
+    test/. Only a run's options.json does; in a run, only test.py's output dirs are replaced."""
+    photos = tmp_path / "photos"
+    for name in ("train", "test", "debug"):
+        os.makedirs(photos / name)
+        (photos / name / "cat1.jpg").write_text("a user's")
+    for extra in ((), ("--overwrite",)):
+        with pytest.raises(SystemExit, match="holds debug, test, train but no run of train.py's"):
+            train_run(tiny_data, photos, model_config, *extra)
+    assert all((photos / n / "cat1.jpg").read_text() == "a user's" for n in ("train", "test", "debug"))
+    data = shutil.copytree(tiny_data, tmp_path / "data")  # --data-dir = --run-dir: the splits stay
+    before = snapshot(data)
+    with pytest.raises(SystemExit, match="no run of train.py's"):
+        train_run(str(data), data, model_config, "--overwrite")
+    assert snapshot(data) == before
+    run_dir = shutil.copytree(trained, tmp_path / "run")
+    os.makedirs(run_dir / "test")
+    (run_dir / "test" / "metrics.json").write_text("{}")
+    (run_dir / "test" / "notes.md").write_text("mine")
+    with pytest.raises(SystemExit, match=r"test/ holds notes.md, which test.py did not write"):
+        train_run(tiny_data, run_dir, model_config, "--overwrite")
+    assert (run_dir / "test" / "notes.md").read_text() == "mine"
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("learning_rate", "0.1", 'learning_rate "0.1" is not what --learning-rate takes'),
+    ("optimizer", "rmsprop", 'optimizer "rmsprop" is not what --optimizer takes'),
+    ("num_views", 2.5, "num_views 2.5 is not"), ("seed", None, "seed null is not"),
+    ("num_objects", 0, "num_objects 0 is not"), ("stop_scene_gradient", 1, "stop_scene_gradient 1 is not"),
+    ("colour", "red", "'colour' is no option of train.py's")])
+def test_resume_checks_a_hand_edited_options_json_as_the_flags(trained, tmp_path, key, value, message):
+    run_dir = shutil.copytree(trained, tmp_path / "run")
+    options = json.loads((run_dir / "options.json").read_text())
+    (run_dir / "options.json").write_text(json.dumps({**options, key: value}))
+    with pytest.raises(SystemExit) as error:
+        train.main(["--resume", str(run_dir)])
+    assert message in str(error.value.code) and "options.json" in str(error.value.code)
+    assert "\n" not in str(error.value.code)
+
+
+def test_resume_with_a_model_config_that_does_not_fit_is_one_line(tiny_data, trained, tmp_path):
+    run_dir = shutil.copytree(trained, tmp_path / "run")
+    config = json.loads((run_dir / "model_config.json").read_text())
+    (run_dir / "model_config.json").write_text(json.dumps({**config, "embedding_dim": "big"}))
+    for command in (lambda: train.main(["--resume", str(run_dir)]),
+                    lambda: yolz_test.main(["--run-dir", str(run_dir), "--data-dir", tiny_data])):
+        with pytest.raises(SystemExit, match=r'model_config.json: embedding_dim "big" is not a value the model takes'):
+            command()
+    (run_dir / "model_config.json").write_text(json.dumps({**config, "embedding_dim": 16}))  # weights have 8
+    with pytest.raises(SystemExit, match=r"step_0000004/embedding.weights.h5 does not fit the run's model_config"):
+        train.main(["--resume", str(run_dir), "--steps", "6"])
+
+
+def test_abbreviated_flags_do_not_slip_past_resume(trained, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--resume", str(trained), "--learn=0.5"])
+    assert "--learning-rate cannot change" in capsys.readouterr().err
 
 
 def tensorboard_events(run_dir):
