@@ -225,8 +225,9 @@ def check_pyramid_scales(scales):
     except (TypeError, ValueError):
         scales = (float("nan"),)
     if len(scales) > MAX_PYRAMID_LEVELS or not all(1 <= s <= MAX_PYRAMID_SCALE for s in scales):
-        raise DataError(f"pyramid scales (--pyramid-scales) {list(scales)[:8]}: give at most {MAX_PYRAMID_LEVELS} "
-                        f"factors, each from 1 to {MAX_PYRAMID_SCALE:g} (2: a camera twice as far as in training)")
+        given = f"{len(scales)} of them" if len(scales) > MAX_PYRAMID_LEVELS else ", ".join(f"{s:g}" for s in scales)
+        raise DataError(f"pyramid scales (--pyramid-scales) {given}: give at most {MAX_PYRAMID_LEVELS} factors, each "
+                        f"from 1 to {MAX_PYRAMID_SCALE:g} (2: a camera twice as far as in training)")
     return scales
 
 

@@ -127,8 +127,8 @@ def config_value_fits(name, value):
     if name in CONFIG_CHOICES:
         return type(value) is type(CONFIG_CHOICES[name][0]) and value in CONFIG_CHOICES[name]
     if name == "priors":
-        return isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(number(v) and v > 0 for v in p)
-                                               for p in value)
+        return isinstance(value, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(number(v) and v > 0 for v in p) for p in value)
     default = getattr(ModelConfig, name)
     if isinstance(default, tuple):
         return isinstance(value, list) and len(value) > 0 and all(count(v) for v in value)
@@ -151,13 +151,19 @@ def load_config(path):
     return ModelConfig.from_json(obj)
 
 
+def one_line(error, limit=160):
+    """An exception's message on one line, cut to `limit` characters (Keras' run to many lines)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def build_from_file(config, path, seed=None):
     """build_models of a config read from `path`, a DataError naming it where the sizes do not build."""
     try:
         return build_models(config, seed)
     except (ValueError, TypeError) as error:
-        raise DataError(f"{path}: these sizes do not build a model ({error}): restore the file train.py wrote, or "
-                        "give cpu / seed") from None
+        raise DataError(f"{path}: these sizes do not build a model ({one_line(error)}): restore the file train.py "
+                        "wrote, or give cpu / seed") from None
 
 
 @keras.saving.register_keras_serializable("yolz")
@@ -572,8 +578,8 @@ def load_run(run_dir):
         try:
             model.load_weights(os.path.join(run_dir, f"{name}.weights.h5"))
         except (ValueError, KeyError, OSError) as error:
-            raise DataError(f"{run_dir}/{name}.weights.h5 does not fit the run's model_config.json ({error}): "
-                            "the run dir is inconsistent, retrain or restore it") from error
+            raise DataError(f"{run_dir}/{name}.weights.h5 does not fit the run's model_config.json "
+                            f"({one_line(error)}): the run dir is inconsistent, retrain or restore it") from error
     return Run(read_json(os.path.join(run_dir, "options.json")), models, *model_state(models))
 
 

@@ -111,7 +111,7 @@ def test_a_bad_or_busy_port_is_one_line(trained, capsys):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(SystemExit, match=rf"^error: --port {port} on 127.0.0.1: Address already in use: stop what "):
+        with pytest.raises(SystemExit, match=rf"^error: --port {port} on 127.0.0.1: Address already in use: stop "):
             app.main(["--run-dir", str(trained), "--port", str(port)])
 
 
