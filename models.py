@@ -549,6 +549,17 @@ def save_weights(directory, models, params, nt_params):
             model.save_weights(tmp)
 
 
+def load_weights(directory, models, fix):
+    """save_weights' files in directory loaded into models; a DataError naming the file, then `fix`
+    (what to do), where they do not fit the models' config."""
+    for name, model in (("embedding", models.embedding), ("scene", models.scene)):
+        try:
+            model.load_weights(os.path.join(directory, f"{name}.weights.h5"))
+        except (ValueError, KeyError, OSError) as error:
+            raise DataError(f"{directory}/{name}.weights.h5 does not fit the run's model_config.json "
+                            f"({one_line(error)}): {fix}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """A finished training run: its options.json as a dict, its models and their state."""
@@ -574,12 +585,7 @@ def load_run(run_dir):
                         f"interrupted one with: python train.py --resume {run_dir})")
     path = os.path.join(run_dir, "model_config.json")
     models = build_from_file(load_config(path), path)
-    for name, model in (("embedding", models.embedding), ("scene", models.scene)):
-        try:
-            model.load_weights(os.path.join(run_dir, f"{name}.weights.h5"))
-        except (ValueError, KeyError, OSError) as error:
-            raise DataError(f"{run_dir}/{name}.weights.h5 does not fit the run's model_config.json "
-                            f"({one_line(error)}): the run dir is inconsistent, retrain or restore it") from error
+    load_weights(run_dir, models, "the run dir is inconsistent, retrain or restore it")
     return Run(read_json(os.path.join(run_dir, "options.json")), models, *model_state(models))
 
 

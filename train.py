@@ -42,7 +42,7 @@ from evaluate import box_queries, evaluate, model_answer, not_test_outputs, writ
 from losses import total_loss  # noqa: E402
 from metrics import box_metrics, pixel_metrics  # noqa: E402
 from models import (CPU_CONFIG, SEED_CONFIG, build_from_file, cell_outputs, check_scene_size,  # noqa: E402
-                    embed_views, enable_compilation_cache, load_config, mean_embedding, model_state, one_line,
+                    embed_views, enable_compilation_cache, load_config, load_weights, mean_embedding, model_state,
                     save_config, save_weights)
 from util import (RunDirLock, at_least_one, atomic_write, hstack, io_error_line, non_negative_float,  # noqa: E402
                   non_negative_int, positive_float, positive_int, remove_stale_temps, save_figure, save_png,
@@ -333,12 +333,7 @@ def latest_checkpoint(run_dir):
 def load_checkpoint(run_dir, models, opt_state_like):
     """Loads the latest checkpoint's weights into models -> (its step, the optimizer state)."""
     path = latest_checkpoint(run_dir)
-    for name, model in (("embedding", models.embedding), ("scene", models.scene)):
-        try:
-            model.load_weights(os.path.join(path, f"{name}.weights.h5"))
-        except (ValueError, KeyError, OSError) as error:
-            raise DataError(f"{path}/{name}.weights.h5 does not fit the run's model_config.json and options.json "
-                            f"({one_line(error)}): restore them, or start a new run") from None
+    load_weights(path, models, "restore it and options.json, or start a new run")
     with np.load(os.path.join(path, "optimizer.npz")) as f:
         leaves = [jnp.asarray(f[f"arr_{i}"]) for i in range(len(f.files))]
     opt_state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(opt_state_like), leaves)
