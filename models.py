@@ -21,6 +21,7 @@ import importlib.metadata
 import json
 import math
 import os
+import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 # XLA:CPU hands each convolution to YNNPACK by default; its own convolution emitter runs these
@@ -553,11 +554,15 @@ def load_weights(directory, models, fix):
     """save_weights' files in directory loaded into models; a DataError naming the file, then `fix`
     (what to do), where they do not fit the models' config."""
     for name, model in (("embedding", models.embedding), ("scene", models.scene)):
-        try:
-            model.load_weights(os.path.join(directory, f"{name}.weights.h5"))
-        except (ValueError, KeyError, OSError) as error:
-            raise DataError(f"{directory}/{name}.weights.h5 does not fit the run's model_config.json "
-                            f"({one_line(error)}): {fix}") from None
+        with warnings.catch_warnings(record=True) as said:  # Keras' warnings before the error it raises
+            warnings.simplefilter("always")
+            try:
+                model.load_weights(os.path.join(directory, f"{name}.weights.h5"))
+            except (ValueError, KeyError, OSError) as error:
+                raise DataError(f"{directory}/{name}.weights.h5 does not fit the run's model_config.json "
+                                f"({one_line(error)}): {fix}") from None
+        for warning in said:  # loaded after all: what Keras had to say still goes out
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 @dataclasses.dataclass(frozen=True)
