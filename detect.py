@@ -164,14 +164,11 @@ def as_rgba(image, max_side=None):
 
 
 def fraction(name, value):
-    """value as a float from 0 to 1, or a DataError naming the argument."""
+    """value as a float from 0 to 1 (as the flags take it), or a DataError naming the argument."""
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0 <= number <= 1:
-        raise DataError(f"{name}={value!r}: give a number from 0 to 1")
-    return number
+        return unit_interval(str(value))
+    except argparse.ArgumentTypeError:
+        raise DataError(f"{name}={value!r}: give a number from 0 to 1") from None
 
 
 class Detector:
