@@ -140,12 +140,11 @@ def references(refs=None, refs_dir=None):
     return objects
 
 
-def as_rgba(image, max_side=None):
+def as_rgba(image):
     """A path, or a (H, W) / (H, W, 3) / (H, W, 4) uint8 array -> (H, W, 4) uint8 RGBA, reduced to
-    max_side (default MAX_IMAGE_SIDE) on its longer side."""
-    max_side = max_side or MAX_IMAGE_SIDE
+    MAX_IMAGE_SIDE on its longer side."""
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image, max_side)
+        return read_image(image)
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise DataError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4) uint8, not {array.shape} "
@@ -156,9 +155,9 @@ def as_rgba(image, max_side=None):
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.shape[2] == 3:
         array = np.concatenate([array, np.full(array.shape[:2] + (1,), 255, np.uint8)], axis=-1)
-    if max(array.shape[:2]) > max_side:
+    if max(array.shape[:2]) > MAX_IMAGE_SIDE:
         image = Image.fromarray(array)
-        image.thumbnail((max_side, max_side), Image.BILINEAR)
+        image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE), Image.BILINEAR)
         array = np.asarray(image)
     return array
 
