@@ -9,16 +9,15 @@ AP50 of every query. Writes OUT_DIR/ablations.json and ablations.png, prints the
 """
 
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 
 from data import DataError, write_json_atomic  # noqa: E402
-from evaluate import (OPERATING_THRESHOLD, box_figures, cell_figures, evaluate, evaluation_parser, load,  # noqa: E402
-                      model_answer)
+from evaluate import box_figures, cell_figures, evaluate, evaluation_parser, load  # noqa: E402
+from inference import OPERATING_THRESHOLD, Inference  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from util import positive_int, save_figure  # noqa: E402
+from util import exits_in_one_line, positive_int, save_figure  # noqa: E402
 
 
 def plot(path, rows, trained_views):
@@ -48,23 +47,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out_dir = args.out_dir or os.path.join(args.run_dir, "ablations")
     enable_compilation_cache()
-    try:
+    with exits_in_one_line():
+        inference = Inference.for_run(args.run_dir, **Inference.from_flags(args))
         run, split = load(args.run_dir, args.data_dir, args.split)
         too_many = max(args.views + args.random_views)
         if too_many > split.views_per_object:
             raise DataError(f"N={too_many}: {args.data_dir}/{args.split} has only {split.views_per_object} views "
                             "per object; lower --views / --random-views")
-    except DataError as error:
-        sys.exit(f"error: {error}")
 
-    rows, answer = [], model_answer(run.models, run.params, run.nt_params)
+    rows, answer = [], inference.answer(run.models, run.params, run.nt_params)
     for background, views in (("grey", args.views), ("random", args.random_views)):
         for n in views:
             pred = evaluate(split, answer, num_views=n, num_absent=args.absent_queries, batch_size=args.batch_size,
-                            background=background, min_score=args.min_score, nms_iou=args.nms_iou,
+                            background=background, min_score=args.min_score, nms_iou=inference.nms_iou,
                             desc=f"N={n} on {background}")
             figures = cell_figures(pred)
-            boxes = box_figures(pred, OPERATING_THRESHOLD) if run.config.priors else {}
+            boxes = box_figures(pred, inference.threshold or OPERATING_THRESHOLD) if run.config.priors else {}
             rows.append({"num_views": n, "background": background, "average_precision": figures["average_precision"],
                          "mean_per_object_average_precision": figures["mean_per_object_average_precision"],
                          "box_ap50": boxes.get("box_ap50", float("nan"))})

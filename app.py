@@ -25,9 +25,9 @@ from PIL import Image  # noqa: E402
 
 from data import DataError, Split  # noqa: E402
 from detect import Detector, as_rgba, draw, image_size, on_grey  # noqa: E402
-from evaluate import PYRAMID_SCALES  # noqa: E402
+from inference import PYRAMID_SCALES, Inference  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from util import heatmap, io_error_line, positive_int  # noqa: E402
+from util import exits_in_one_line, heatmap, positive_int  # noqa: E402
 
 EXAMPLE_SCENES = (5, 17, 30)  # test-split scenes offered as examples, each with its first object's views
 
@@ -62,8 +62,8 @@ def answer(detector, scene, references, threshold, far=False):
     rgba = as_rgba(scene)  # at most MAX_IMAGE_SIDE on its longer side; the boxes come back in the file's pixels
     size = image_size(scene) if isinstance(scene, str) else None
     threshold = detector.threshold if threshold is None else threshold
-    found = detector.find(rgba, {"object": list(references)}, threshold, PYRAMID_SCALES if far else (),
-                          size=size)["object"]
+    found = detector.find(rgba, {"object": list(references)}, size=size, threshold=threshold,
+                          pyramid_scales=PYRAMID_SCALES if far else None)["object"]
     boxes = draw(rgba, {"object": found}, size)
     heat = heatmap(on_grey(rgba), found["heatmap"])
     detections = [{"box": b.tolist(), "score": round(float(s), 4)} for b, s in zip(found["boxes"], found["scores"])]
@@ -156,27 +156,21 @@ def main(argv=None):
     parser.add_argument("--port", type=port_number, default=7860)
     parser.add_argument("--max-upload-mb", type=positive_int, default=50,
                         help="the largest file the page accepts, in MB (default: %(default)s)")
+    Inference.add_flags(parser.add_argument_group("inference (the page's threshold slider starts at --threshold)"))
     args = parser.parse_args(argv)
     enable_compilation_cache()
     if importlib.util.find_spec("gradio") is None:
         sys.exit("error: the demo needs gradio: .venv/bin/pip install -r requirements-demo.txt")
     stop_on_sigterm()
-    try:
+    with exits_in_one_line("stopped"):
         check_port_free(args.host, args.port)
-        detector = Detector(args.run_dir)
+        detector = Detector(args.run_dir, **Inference.from_flags(args))
         with tempfile.TemporaryDirectory(prefix="yolz-app-") as folder:
             os.environ["GRADIO_TEMP_DIR"] = os.path.join(folder, "uploads")  # gone with the folder
             demo = build(detector, write_examples(args.data_dir, folder))
             print(f"yolz demo of {args.run_dir} on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
             demo.launch(server_name=args.host, server_port=args.port, share=False, allowed_paths=[folder],
                         max_file_size=f"{args.max_upload_mb}mb")
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    except OSError as error:
-        sys.exit(io_error_line(error))
-    except KeyboardInterrupt:
-        sys.exit("stopped")
-
 
 if __name__ == "__main__":
     main()

@@ -17,19 +17,19 @@ Writes OUT_DIR/baselines.json and baselines_pr.png, and prints the table.
 """
 
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data import GREY, DataError, composite_uint8, write_json_atomic  # noqa: E402
-from evaluate import (OPERATING_THRESHOLD, best_operating_point, box_figures, box_queries,  # noqa: E402
-                      cell_figures, evaluate, evaluation_parser, load, model_answer, operating_points)
+from data import GREY, composite_uint8, write_json_atomic  # noqa: E402
+from evaluate import (best_operating_point, box_figures, box_queries, cell_figures, evaluate,  # noqa: E402
+                      evaluation_parser, load, operating_points)
+from inference import OPERATING_THRESHOLD, Inference  # noqa: E402
 from models import embed_objects, enable_compilation_cache  # noqa: E402
 from test import plot_pr_curves  # noqa: E402
-from util import non_negative_int, positive_int  # noqa: E402
+from util import exits_in_one_line, non_negative_int, positive_int  # noqa: E402
 
 
 def view_templates(views, sizes):
@@ -137,10 +137,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out_dir = args.out_dir or os.path.join(args.run_dir, "baselines")
     enable_compilation_cache()
-    try:
+    with exits_in_one_line():
+        inference = Inference.for_run(args.run_dir, **Inference.from_flags(args))
         run, split = load(args.run_dir, args.data_dir, args.split)
-    except DataError as error:
-        sys.exit(f"error: {error}")
     num_views = args.num_views or run.options["num_views"]
     config = run.config
 
@@ -163,13 +162,13 @@ def main(argv=None):
         scores = (queries @ windows.T).reshape(len(queries), g, g)  # cosine: both unit length
         return scores, np.broadcast_to(cell_boxes, (len(queries), g, g, 4))
 
-    answers = {"yolz": (model_answer(run.models, run.params, run.nt_params), 8),  # (answer, scenes per call)
+    answers = {"yolz": (inference.answer(run.models, run.params, run.nt_params), 8),  # (answer, scenes per call)
                "template": (baseline_answer(template), 1), "embedding": (baseline_answer(embedding), 1)}
     rows, curves = [], {}
     for name in args.methods:
         answer, batch_size = answers[name]
         pred = evaluate(split, answer, num_views=num_views, num_absent=args.absent_queries, batch_size=batch_size,
-                        min_score=args.min_score, nms_iou=args.nms_iou, desc=name)
+                        min_score=args.min_score, nms_iou=inference.nms_iou, desc=name)
         rows.append(scored(name, pred))
         c = pred.num_present
         curves[name] = (pred.probs[:, :c], pred.masks[:, :c], rows[-1]["average_precision"])

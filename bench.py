@@ -137,11 +137,12 @@ def bench_train(args):
     import jax
     import distributed
     import train
+    from hyperparameters import Hyperparameters
     from models import enable_compilation_cache, model_state
 
     enable_compilation_cache()
     workload = WORKLOADS[args.workload](args.model_config)
-    options = train.Hyperparameters(scenes_per_step=args.scenes_per_step, **workload)
+    options = Hyperparameters(scenes_per_step=args.scenes_per_step, **workload)
     distributed.check_batch_size(options.scenes_per_step)
     mesh = distributed.batch_mesh()
     profile = {320: "small", 640: "full"}[train.MODEL_CONFIGS[options.model_config].scene_size]

@@ -36,6 +36,15 @@ def box_iou(a, b, xp=np):
     return inter / xp.maximum(area(a) + area(b) - inter, 1e-12)
 
 
+def instances_found(boxes, truths, iou_threshold=0.5):
+    """(n, 4) detections, (m, 4) true boxes -> how many of the true boxes some detection is the
+    best match of at IoU >= iou_threshold."""
+    if not len(boxes) or not len(truths):
+        return 0
+    iou = box_iou(np.asarray(boxes, float), np.asarray(truths, float))
+    return len(set(np.argmax(iou, 1)[iou.max(1) >= iou_threshold].tolist()))
+
+
 def shape_iou(wh, priors, xp=np):
     """(n, 2) and (A, 2) widths and heights, centred on each other -> (n, A) IoU."""
     inter = xp.minimum(wh[:, None, 0], priors[None, :, 0]) * xp.minimum(wh[:, None, 1], priors[None, :, 1])
@@ -93,9 +102,9 @@ def cell_targets(boxes, priors, grid, stride, cells=1):
     return assign(targets, cell)
 
 
-def decode(outputs, priors, stride, xp=np, cells=1, cell_probs=None):
-    """(G, G, A, 5) raw outputs -> ((G*G*A, 4) pixel boxes, (G*G*A,) scores): each box's objectness,
-    or with (G, G) cell_probs, the classifier's P(object), the geometric mean of it and its cell's."""
+def decode(outputs, priors, stride, xp=np, cells=1):
+    """(G, G, A, 5) raw outputs -> ((G*G*A, 4) pixel boxes, (G*G*A,) each box's objectness), cells
+    row-major, priors last."""
     outputs, priors = xp.asarray(outputs, float), xp.asarray(priors, float)
     g = outputs.shape[0]
     sigmoid = lambda x: 1 / (1 + xp.exp(-x))  # noqa: E731
@@ -105,10 +114,7 @@ def decode(outputs, priors, stride, xp=np, cells=1, cell_probs=None):
     w = priors[:, 0] * xp.exp(xp.clip(outputs[..., 3], -10, 10))
     h = priors[:, 1] * xp.exp(xp.clip(outputs[..., 4], -10, 10))
     boxes = xp.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
-    scores = sigmoid(outputs[..., 0])
-    if cell_probs is not None:
-        scores = xp.sqrt(scores * xp.asarray(cell_probs, float)[..., None])
-    return boxes.reshape(-1, 4), scores.reshape(-1)
+    return boxes.reshape(-1, 4), sigmoid(outputs[..., 0]).reshape(-1)
 
 
 def near_misses(outputs, boxes, priors, stride, iou_threshold, cells=1):

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from render import padded_box_cells
-from util import atomic_write, temp_path
+from util import DataError, atomic_write, temp_path
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test", "test_shift", "validation_shift")  # appended only: a split's
@@ -34,10 +34,6 @@ SAME_OBJECTS_AS = {"test_shift": "test", "validation_shift": "validation"}
 CHECKSUM_FILE = "checksum.sha256"
 GREY = 128
 MAKE_DATA_HINT = "make it with `sh generate_split_chunk_data.sh` (or `python generate_data.py --out-dir DIR`)"
-
-
-class DataError(ValueError):
-    """Bad or missing data; the message names the file and what to do."""
 
 
 def parse_id_range(text):

@@ -16,6 +16,7 @@ embedding is computed once, and the scene backbone runs once for all objects.
 import argparse
 import collections.abc
 import contextlib
+import dataclasses
 import json
 import os
 import stat
@@ -28,13 +29,10 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from boxes import select  # noqa: E402
 from data import GREY, DataError, composite_uint8  # noqa: E402
-from evaluate import (FALSE_ALARM_BUDGET, NMS_IOU, OPERATING_POINT_FILE, OPERATING_THRESHOLD,  # noqa: E402
-                      PYRAMID_MIN_GAIN, averaged_over_flips, check_pyramid_scales, decoded, pyramid_setting,
-                      stored_threshold, with_pyramid)
-from models import embed_objects, enable_compilation_cache, find_in_scene, load_run  # noqa: E402
-from util import at_least_one, draw_boxes, io_error_line, palette, save_png, unit_interval, upsample  # noqa: E402
+from inference import OPERATING_THRESHOLD, Inference  # noqa: E402
+from models import embed_objects, enable_compilation_cache, load_run  # noqa: E402
+from util import draw_boxes, exits_in_one_line, palette, save_png, upsample  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # the longer side an image is worked at: the model sees 320-640 pixels (twice that in the pyramid),
@@ -162,14 +160,6 @@ def as_rgba(image):
     return array
 
 
-def fraction(name, value):
-    """value as a float from 0 to 1 (as the flags take it), or a DataError naming the argument."""
-    try:
-        return unit_interval(str(value))
-    except argparse.ArgumentTypeError:
-        raise DataError(f"{name}={value!r}: give a number from 0 to 1") from None
-
-
 class Detector:
     """yolz from Python: loads a run once, then finds objects in any number of scenes.
 
@@ -182,42 +172,48 @@ class Detector:
     Scenes and reference views are paths or uint8 arrays ((H, W), RGB or RGBA), any size (worked at
     MAX_IMAGE_SIDE at most: a larger scene's heatmap is at that size, its boxes in its own pixels).
     An object is given by a list of its views, or by `detector.embed(views)` computed once for many
-    scenes. threshold None: the run's own (RUN_DIR/operating_point.json, chosen on its validation
-    split by test.py; with flips, the one chosen with them), else 0.2 with a note on stderr.
-    pyramid_scales: also look for small boxes in the scene enlarged by these factors
-    (evaluate.with_pyramid), for cameras farther than training's; pyramid_min_gain: only where that
-    raises the median object's best score by more than it (evaluate.PYRAMID_MIN_GAIN, chosen on
-    validation; None: always). flips: average the outputs over the scene and its mirror images
-    (evaluate.averaged_over_flips). A bad argument is a DataError (a ValueError) naming it.
+    scenes. settings: inference.Inference's fields (threshold, nms_iou, box_score, presence_power,
+    flips, pyramid_scales, pyramid_auto) overriding the run's own; a threshold the run has not chosen
+    for them is the one chosen without flips, else 0.2, with a note on stderr. A bad argument is a
+    DataError (a ValueError) naming it.
     """
 
-    def __init__(self, run_dir="pretrained", threshold=None, nms_iou=NMS_IOU, pyramid_scales=(), flips=False,
-                 pyramid_min_gain=None):
-        threshold = None if threshold is None else fraction("threshold", threshold)
-        self.nms_iou = fraction("nms_iou", nms_iou)
-        self.pyramid_scales = check_pyramid_scales(pyramid_scales)
-        if pyramid_min_gain is not None:
-            fraction("pyramid_min_gain", pyramid_min_gain)
-        self.pyramid_min_gain = pyramid_min_gain
-        self.flips = bool(flips)
+    def __init__(self, run_dir="pretrained", **settings):
         self.run_dir = run_dir
+        self.settings = settings
+        self.inference = self.resolved(settings, quiet=True)  # a bad setting is refused before the slow load
         self.run = load_run(run_dir)
         self.config = self.run.config
         if not self.config.priors:
             raise DataError(f"{run_dir} has no box head (its model_config.json has no priors): train one with "
                             "train.py --num-priors 3, or use pretrained")
-        if threshold is None and flips:
-            threshold = stored_threshold(run_dir, flips=True)
-            if threshold is None:
-                print(f"{run_dir} has no operating threshold for flips: using the one without; python test.py "
-                      f"--run-dir {run_dir} --split validation --flips chooses one", file=sys.stderr)
-        if threshold is None:
-            threshold = stored_threshold(run_dir)
-            if threshold is None:
-                threshold = OPERATING_THRESHOLD
-                print(f"{run_dir} has no {OPERATING_POINT_FILE}: reporting scores >= {threshold}; sh v3_test.sh "
-                      f"{run_dir} chooses the run's own threshold on the validation split", file=sys.stderr)
-        self.threshold = threshold
+        self.inference = self.resolved(settings)
+
+    @property
+    def threshold(self):
+        return self.inference.threshold
+
+    def resolved(self, settings, quiet=False):
+        """The run's Inference with `settings` over it, its threshold resolved (see the class)."""
+        unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(Inference)})
+        if unknown:
+            raise DataError(f"{unknown[0]}: no inference setting; give one of "
+                            f"{', '.join(f.name for f in dataclasses.fields(Inference))}")
+        inference = Inference.for_run(self.run_dir, **settings)
+        if inference.threshold is None and inference.flips:
+            inference = dataclasses.replace(inference, threshold=Inference.for_run(
+                self.run_dir, **{**settings, "flips": False}).threshold)
+            if inference.threshold is not None and not quiet:
+                print(f"{self.run_dir} has no operating threshold for flips: using the one without; python test.py "
+                      f"--run-dir {self.run_dir} --split validation --flips --choose-threshold chooses one",
+                      file=sys.stderr)
+        if inference.threshold is None:
+            inference = dataclasses.replace(inference, threshold=OPERATING_THRESHOLD)
+            if not quiet:
+                print(f"{self.run_dir} has no operating threshold for these settings: reporting scores >= "
+                      f"{OPERATING_THRESHOLD}; sh v3_test.sh {self.run_dir} chooses the run's own on the validation "
+                      "split", file=sys.stderr)
+        return inference
 
     def embed(self, views, name="views"):
         """A list of reference views (paths or arrays) -> the object's (E,) float32 embedding."""
@@ -251,43 +247,27 @@ class Detector:
                 out.append(self.embed(value, f"objects[{name!r}]"))
         return np.stack(out)
 
-    def find(self, scene, objects, threshold=None, pyramid_scales=None, flips=None, size=None):
+    def find(self, scene, objects, size=None, **settings):
         """One scene (path or array) and {name: views or embedding} -> {name: {"boxes": (n, 4) int,
         "scores": (n,) float, "heatmap": (h, w) float32}}, boxes best first; the scene backbone runs
-        once for all objects. threshold, pyramid_scales, flips None: the detector's own. size: the
-        (width, height) the boxes are given in (default: the scene's own; read_image's reduced array
-        with image_size(path) gives the file's pixels)."""
-        threshold = self.threshold if threshold is None else fraction("threshold", threshold)
-        pyramid_scales = self.pyramid_scales if pyramid_scales is None else check_pyramid_scales(pyramid_scales)
-        flips = self.flips if flips is None else flips
+        once for all objects. settings: as the constructor's, for this call (None: the detector's).
+        size: the (width, height) the boxes are given in (default: the scene's own; read_image's
+        reduced array with image_size(path) gives the file's pixels)."""
+        settings = {k: v for k, v in settings.items() if v is not None}
+        inference = self.resolved({**self.settings, **settings}, quiet=True) if settings else self.inference
         embeddings = self.embeddings(objects)  # (C, E)
         rgba = as_rgba(scene)
         if size is None:
             size = image_size(scene) if isinstance(scene, (str, os.PathLike)) else np.shape(scene)[1::-1]
         boxed, scale, (pad_x, pad_y) = letterbox(rgba, self.config.scene_size)
-
-        def outputs(scenes):  # (1, H, H, 3) uint8 -> (1, C, G, G) P(object), (1, C, G, G, A, 5) raw box outputs
-            probs, raw = find_in_scene(self.run.params, self.run.nt_params, scenes[0], embeddings, self.run.models)
-            return np.asarray(probs)[None], np.asarray(raw)[None]
-
-        def answer(scenes):  # (1, H, H, 3) uint8 -> [1][C] of (all boxes, scores)
-            probs, raw = outputs(scenes)
-            return decoded(self.config, raw, probs)
-
-        scene = on_grey(boxed)[None]
-        probs, raw = outputs(scene)
-        if flips:
-            probs, raw = averaged_over_flips(probs, raw, scene, outputs)
-        candidates = decoded(self.config, raw, probs)
-        probs = probs[0]
-        if pyramid_scales:
-            candidates = with_pyramid(candidates, scene, pyramid_scales, answer, self.config, self.pyramid_min_gain)
+        probs, candidates = inference.find(self.run.models, self.run.params, self.run.nt_params,
+                                           on_grey(boxed)[None], embeddings[None])
         h, w = rgba.shape[:2]
         inner = (slice(pad_y, pad_y + max(1, round(h * scale))), slice(pad_x, pad_x + max(1, round(w * scale))))
         to_size = np.array([size[0] / w, size[1] / h] * 2)
         found = {}
-        for name, cells, (boxes, scores) in zip(objects, probs, candidates[0]):
-            boxes, scores = select(boxes, scores, threshold, self.nms_iou)
+        for name, cells, (boxes, scores) in zip(objects, probs[0], candidates[0]):
+            boxes, scores = inference.detections(boxes, scores)
             # back to the input's pixels: undo the padding and the scale, clip to the image
             boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale * to_size
             boxes = np.clip(boxes, 0, [size[0], size[1]] * 2).round().astype(int)
@@ -347,21 +327,7 @@ def parse_args(argv=None):
     refs.add_argument("--refs", nargs="+", help="reference views of one object")
     refs.add_argument("--refs-dir", help="one sub-folder of reference views per object, named by the folder")
     parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
-    parser.add_argument("--threshold", type=unit_interval,
-                        help=f"lowest score reported (default: the run's, chosen on its validation split to keep "
-                        f"false alarms to {FALSE_ALARM_BUDGET} per absent object: RUN_DIR/{OPERATING_POINT_FILE})")
-    parser.add_argument("--nms-iou", type=unit_interval, default=NMS_IOU,
-                        help="non-max suppression IoU (default: %(default)s)")
-    parser.add_argument("--pyramid-scales", type=at_least_one, nargs="+", default=(), metavar="SCALE",
-                        help="also look for small boxes in the scene enlarged by these factors (e.g. 2: for a "
-                        "camera farther than in training; docs/results.md, Robustness)")
-    parser.add_argument("--pyramid-auto", action="store_true",
-                        help="the pyramid (of --pyramid-scales, else 2) only where it raises the median object's best "
-                        f"box score by more than {PYRAMID_MIN_GAIN}: for cameras of unknown distance (it decides "
-                        "best with several objects asked at once)")
-    parser.add_argument("--flips", action="store_true",
-                        help="average the outputs over the scene and its left-right and upside-down mirror images "
-                        "(3x the time; docs/results.md, Test-time flips)")
+    Inference.add_flags(parser)
     parser.add_argument("--out", help="one scene: write it with the detections drawn here (PNG, or the format its "
                         "suffix names: .jpg, .webp, ...); several: a new or empty directory for NAME.png each")
     return parser.parse_args(argv)
@@ -431,7 +397,14 @@ def main(argv=None):
     enable_compilation_cache()
     args = parse_args(argv)
     results, paths, single = [], [], True
-    try:
+
+    def interrupted():
+        if results and not single:
+            print(json.dumps(results, indent=1))
+        return (f"interrupted: {len(results)} of {len(paths)} scenes done"
+                + (" (their detections printed above)" if results and not single else ""))
+
+    with exits_in_one_line(interrupted):
         paths = scene_paths(args.scene)
         single = len(args.scene) == 1 and not os.path.isdir(args.scene[0])
         objects = references(args.refs, args.refs_dir)
@@ -440,21 +413,11 @@ def main(argv=None):
         if args.out and single:
             check_out(args.out, inputs)
             outs = [args.out]
-        scales, min_gain = pyramid_setting(args.pyramid_scales, args.pyramid_auto)
-        detector = Detector(args.run_dir, args.threshold, args.nms_iou, scales, args.flips, min_gain)
+        detector = Detector(args.run_dir, **Inference.from_flags(args))
         embeddings = {name: detector.embed(refs, name) for name, refs in objects}
         if args.out and not single:
             outs = out_paths(args.out, paths, inputs)
         detect_scenes(detector, paths, objects, embeddings, outs, progress=not single, results=results)
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    except OSError as error:
-        sys.exit(io_error_line(error))
-    except KeyboardInterrupt:
-        if results and not single:
-            print(json.dumps(results, indent=1))
-        sys.exit(f"interrupted: {len(results)} of {len(paths)} scenes done"
-                 + (" (their detections printed above)" if results and not single else ""))
     result = results[0] if single else results
     print(json.dumps(result, indent=1))
     return result

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from data import (FORMAT_VERSION, SAME_OBJECTS_AS, SPLITS, DataError, check_disjoint, chunk_is_valid,
                   parse_id_range, read_json, stored_checksum, write_chunk, write_json_atomic)
 from render import NUM_OBJECTS, CameraRanges, Renderer
-from util import io_error_line, non_negative_int, positive_int
+from util import exits_in_one_line, non_negative_int, positive_int
 
 PROFILES = {
     # the CPU demo: smaller scenes to suit the CPU model config
@@ -370,11 +370,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
+    with exits_in_one_line("interrupted: the chunks finished so far are kept; run the same command again to carry on"):
         main()
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    except OSError as error:
-        sys.exit(io_error_line(error))
-    except KeyboardInterrupt:
-        sys.exit("interrupted: the chunks finished so far are kept; run the same command again to carry on")

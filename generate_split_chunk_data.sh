@@ -8,7 +8,7 @@
 # ~1 h (estimated from the small one, ~22 GB). Killed? Run it again: it carries on.
 # Result: $OUT_DIR/{train,validation,test,test_shift,validation_shift}/manifest.json and
 # $OUT_DIR/preview_train.png.
-# On K machines sharing $OUT_DIR: SHARD_INDEX=i SHARD_COUNT=K on machine i (docs/training.md, Scaling out).
+# On K machines sharing $OUT_DIR: SHARD_INDEX=i SHARD_COUNT=K on machine i (docs/training.md, Speed and scaling out).
 set -e
 cd "$(dirname "$0")"
 

@@ -40,7 +40,7 @@ import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 from data import DataError, composite, read_json  # noqa: E402
-from util import atomic_write  # noqa: E402
+from util import atomic_write, one_line  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,17 +70,6 @@ class ModelConfig:
     # or "film": also a per-channel scale and shift from the embedding after every decoder add
     # and classifier layer, so that every scale the head reads is conditioned on the object
     matching: str = "add"
-    # what a box's score is: "objectness", its own t_o (YOLO's), or "geometric": the geometric
-    # mean of that and its cell's P(object). The two heads are trained apart and err apart: where
-    # one fires on a look-alike of an absent object and the other does not, the mean ranks it
-    # lower (docs/results.md). Read at test time only; "objectness" here is what a config written
-    # before the field reads as, train.py --box-score gives new runs theirs
-    box_score: str = "objectness"
-    # every box of a query scored box_score's way times the query's peak P(object) to this power: a
-    # query-wide "is it here at all", so that an absent object's look-alike box, which one cell may
-    # still score high, ranks below the boxes of objects the classifier is sure of (docs/results.md).
-    # Read at test time only; 0 (no gate) is what a config written before the field reads as
-    presence_power: float = 0.0
 
     @property
     def grid_size(self):  # the classifier's output is at 1/8 of the scene
@@ -112,13 +101,15 @@ def save_config(path, config):
 
 
 CONFIG_CHOICES = {"box_cells": (1, 3), "dense_initializer": ("glorot_uniform", "truncated_normal"),
-                  "matching": ("add", "film"), "box_score": ("objectness", "geometric")}
+                  "matching": ("add", "film")}
+# how boxes were scored, which model_config.json held before inference.json did: read by inference.py
+INFERENCE_KEYS_OF_OLD_RUNS = ("box_score", "presence_power")
 
 
 def config_value_fits(name, value):
     """Whether a model_config.json value is of its field's kind: a positive int (box_head_convs: 0 or
-    more), a finite number (presence_power: 0 or more), a list of positive ints, priors as a list of
-    positive (width, height) pairs, or one of CONFIG_CHOICES."""
+    more), a finite number, a list of positive ints, priors as a list of positive (width, height)
+    pairs, or one of CONFIG_CHOICES."""
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -134,13 +125,15 @@ def config_value_fits(name, value):
     if isinstance(default, tuple):
         return isinstance(value, list) and len(value) > 0 and all(count(v) for v in value)
     if isinstance(default, float):
-        return number(value) and (name != "presence_power" or value >= 0)
+        return number(value)
     return count(value, 0 if name == "box_head_convs" else 1)
 
 
 def load_config(path):
     """A ModelConfig from a model_config.json; a DataError naming the file if it does not describe one."""
     obj = read_json(path)
+    if isinstance(obj, dict):  # inference.py reads these of older runs
+        obj = {k: v for k, v in obj.items() if k not in INFERENCE_KEYS_OF_OLD_RUNS}
     unknown = set(obj) - {f.name for f in dataclasses.fields(ModelConfig)} if isinstance(obj, dict) else ()
     if not isinstance(obj, dict) or unknown:
         raise DataError(f"{path} is not a model config (unknown keys: {', '.join(sorted(unknown)) or 'not an object'}):"
@@ -150,12 +143,6 @@ def load_config(path):
         raise DataError(f"{path}: {bad[0]} {json.dumps(obj[bad[0]])} is not a value the model takes: restore the "
                         "file train.py wrote, or give cpu / seed")
     return ModelConfig.from_json(obj)
-
-
-def one_line(error, limit=160):
-    """An exception's message on one line, cut to `limit` characters (Keras' run to many lines)."""
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def build_from_file(config, path, seed=None):

@@ -10,13 +10,12 @@ composited on grey, framed in the object's colour.
 
 import argparse
 import os
-import sys
 
 import numpy as np
 
 from boxes import visible
 from data import GREY, DataError, Split, composite_uint8
-from util import border, draw_boxes, hstack, palette, save_png, tile, tint, vstack
+from util import border, draw_boxes, exits_in_one_line, hstack, palette, save_png, tile, tint, vstack
 
 
 def scene_row(split, index):
@@ -56,7 +55,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
+    with exits_in_one_line():
         main()
-    except DataError as error:
-        sys.exit(f"error: {error}")

@@ -22,17 +22,13 @@ import sys
 
 import numpy as np
 
-import train
+import hyperparameters
 from data import DataError, read_json
-from util import atomic_write, huge_pages_env
+from inference import Inference
+from runs import EVALUATIONS, evaluation_flags
+from util import atomic_write, exits_in_one_line, huge_pages_env
 
 SPLITS = ("validation", "test")  # a seed counts once tested on both
-EVALUATIONS = {  # folder in the run dir -> test.py's flags; validation first: it sets the threshold
-    "validation": ["--split", "validation"],
-    "test_shift": ["--split", "test_shift"],
-    "test_crops": ["--split", "test", "--references", "crops"],
-    "test": ["--split", "test"],
-}
 COLUMNS = (  # (metrics.json key, header): higher is better except false positives
     ("average_precision", "per-cell AP"),
     ("box_ap50", "box AP50"),
@@ -64,6 +60,16 @@ def check_recipe(sweep_dir, recipe, flags):
         json.dump({"flags": flags}, f)
 
 
+def run_step(command, env=None):
+    """Runs train.py or test.py, echoed; a DataError if it fails (it has said why)."""
+    print("+", " ".join(command), flush=True)
+    try:
+        subprocess.run(command, check=True, env=env)
+    except subprocess.CalledProcessError as error:
+        raise DataError(f"{' '.join(command[1:3])} ... failed (exit {error.returncode}); fix it and rerun: finished "
+                        "seeds are kept") from None
+
+
 def run_seed(run_dir, seed, flags, data_dir):
     """Trains (or carries on) one seed, then tests it on each split not yet tested."""
     python = sys.executable
@@ -73,14 +79,14 @@ def run_seed(run_dir, seed, flags, data_dir):
         else:  # new, or killed before its first checkpoint: nothing of it worth keeping
             command = [python, "train.py", "--data-dir", data_dir, "--run-dir", run_dir, "--seed", str(seed),
                        "--overwrite", *flags]
-        print("+", " ".join(command), flush=True)
-        subprocess.run(command, check=True, env=huge_pages_env(os.environ))
-    for folder, flags in EVALUATIONS.items():
-        missing_split = not os.path.isdir(os.path.join(data_dir, flags[1]))  # test_shift: newer data only
+        run_step(command, env=huge_pages_env(os.environ))
+    for folder, evaluation in EVALUATIONS.items():
+        missing_split = not os.path.isdir(os.path.join(data_dir, evaluation["split_name"]))  # test_shift: newer data
         if not missing_split and not os.path.exists(os.path.join(run_dir, folder, "metrics.json")):
-            command = [python, "test.py", "--run-dir", run_dir, "--data-dir", data_dir, *flags, "--num-pictures", "8"]
-            print("+", " ".join(command), flush=True)
-            subprocess.run(command, check=True)
+            choose = evaluation["split_name"] == "validation" and Inference.for_run(run_dir).threshold is None
+            command = [python, "test.py", "--run-dir", run_dir, "--data-dir", data_dir, *evaluation_flags(evaluation),
+                       *(["--choose-threshold"] if choose else []), "--num-pictures", "8"]
+            run_step(command)
 
 
 ROBUSTNESS = (  # (header, the figure from one seed's {folder: metrics}): on the test objects
@@ -177,17 +183,19 @@ def main(argv=None):
     show = commands.add_parser("table", help="print the recipes' figures as markdown")
     show.add_argument("recipes", nargs="*", help="default: every recipe under --sweep-dir")
     args = parser.parse_args(argv)
-    try:
+    with exits_in_one_line("interrupted: the same command carries on (finished seeds are kept, a stopped one resumes)"):
         if args.command == "run":
             if not RECIPE_NAME.fullmatch(args.recipe):
                 raise DataError(f"recipe {args.recipe!r}: give a plain name (letters, digits, - or _)")
-            ours = sorted(train.given_flags(train.make_parser(), flags) & SWEEPS_OWN)
+            if os.path.exists(os.path.join(hyperparameters.CONFIGS_DIR, f"{args.recipe}.py")):
+                flags = ["--config", args.recipe, *flags]  # a recipe of configs/: its overrides, then the flags
+            ours = sorted(hyperparameters.given_flags(hyperparameters.make_parser(), flags) & SWEEPS_OWN)
             if ours:
                 raise DataError(f"--{ours[0].replace('_', '-')} is sweep.py's to set (however spelt): give the other "
                                 "train.py flags after --")
             # train.py's own checks of the flags, before anything is written
-            train.parse_args(["--data-dir", args.data_dir, "--run-dir", seed_dir(args.sweep_dir, args.recipe, 0),
-                              *flags])
+            hyperparameters.parse_args(["--data-dir", args.data_dir, "--run-dir",
+                                        seed_dir(args.sweep_dir, args.recipe, 0), *flags])
             check_recipe(args.sweep_dir, args.recipe, flags)
             for seed in args.seeds:
                 run_seed(seed_dir(args.sweep_dir, args.recipe, seed), seed, flags, args.data_dir)
@@ -200,13 +208,6 @@ def main(argv=None):
             if missing:
                 raise DataError(f"{args.sweep_dir}/{missing[0]} holds no recipe: run python sweep.py run {missing[0]}")
             print(table(args.sweep_dir, recipes))
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    except subprocess.CalledProcessError as error:
-        sys.exit(f"error: {' '.join(error.cmd[1:3])} ... failed (exit {error.returncode}); fix it and rerun: "
-                 "finished seeds are kept")
-    except KeyboardInterrupt:
-        sys.exit("interrupted: the same command carries on (finished seeds are kept, a stopped one resumes)")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ which shows them. An existing OUT_DIR is replaced only if it holds test.py's out
 nothing else; a kill at any moment leaves the old results or the new.
 """
 
+import dataclasses
 import html
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -22,16 +22,16 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from boxes import visible  # noqa: E402
-from data import GREY, DataError, composite_uint8, read_json, write_json_atomic  # noqa: E402
-from evaluate import (FALSE_ALARM_BUDGET, MIN_SCORE, NMS_IOU, OPERATING_POINT_FILE, PYRAMID_MIN_GAIN,  # noqa: E402
-                      TEST_MARKER, box_figures, cell_figures, coco_figures, coco_json, evaluate, evaluation_parser,
-                      load, model_answer, not_test_outputs, object_embeddings, pyramid_setting, retrieval_recall,
-                      read_operating_point, stored_threshold, write_operating_point)
+from data import GREY, DataError, Split, composite_uint8, read_json, write_json_atomic  # noqa: E402
+from evaluate import (MIN_SCORE, TEST_MARKER, box_figures, cell_figures, coco_figures, coco_json,  # noqa: E402
+                      evaluate, evaluation_parser, load, not_test_outputs, object_embeddings, retrieval_recall)
+from inference import FALSE_ALARM_BUDGET, Inference  # noqa: E402
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from util import (at_least_one, atomic_write, border, draw_boxes, heatmap, hstack, io_error_line,  # noqa: E402
+from runs import EVALUATIONS, evaluation_dir  # noqa: E402
+from util import (atomic_write, border, draw_boxes, exits_in_one_line, heatmap, hstack,  # noqa: E402
                   non_negative_int, positive_int, remove_stale_temps, save_figure, save_png, swap_dir, temp_path, tile,
-                  unit_interval, upsample, vstack)
+                  upsample, vstack)
 
 
 def pair_ap(pred):
@@ -207,65 +207,54 @@ def check_out_dir(out_dir, default):
 
 
 def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, background="grey", references="renders",
-         batch_size=8, num_pictures=48, absent_queries=4, threshold=None, min_score=MIN_SCORE, nms_iou=NMS_IOU,
-         pyramid_scales=(), flips=False, pyramid_auto=False):
-    """Tests a run on a split and writes out_dir (default RUN_DIR/SPLIT, RUN_DIR/SPLIT_crops with
-    references="crops", RUN_DIR/SPLIT_pyramid2 with pyramid_scales (2.0,), RUN_DIR/SPLIT_pyramid2_auto
-    with pyramid_auto too, RUN_DIR/SPLIT_flips with flips: evaluate.model_answer) -> metrics.json's
-    dict. num_views 0: the N the run trained with. pyramid_auto: the pyramid (of PYRAMID_SCALES
-    unless pyramid_scales says) only in scenes where it raises the median query's best score by more
-    than PYRAMID_MIN_GAIN.
+         batch_size=8, num_pictures=48, absent_queries=4, min_score=MIN_SCORE, choose_threshold=False, **settings):
+    """Tests a run on a split and writes out_dir (default RUN_DIR/NAME: runs.evaluation_dir) ->
+    metrics.json's dict. num_views 0: the N the run trained with. settings: inference.Inference's
+    fields over the run's own; the threshold, unless given, the run's operating point for this way
+    of scoring.
 
-    threshold None: the run's operating threshold, the lowest score that keeps the validation split's
-    absent queries within FALSE_ALARM_BUDGET false detections each (rendered references, no pyramid;
-    with flips, its own); on that split (and first, if the run has none yet) test.py chooses it and
-    writes RUN_DIR/operating_point.json (evaluate.write_operating_point)."""
-    pyramid_scales, min_gain = pyramid_setting(pyramid_scales, pyramid_auto)
-    default_out = os.path.join(run_dir, split_name + ("_crops" if references == "crops" else "")
-                               + "".join(f"_pyramid{s:g}" for s in pyramid_scales) + ("_auto" if pyramid_auto else "")
-                               + ("_flips" if flips else ""))
+    choose_threshold: choose that operating point on this split (validation, rendered references,
+    no pyramid): the lowest score that keeps the absent queries within FALSE_ALARM_BUDGET false
+    detections each, stored in RUN_DIR/inference.json (choose_operating_point)."""
+    inference = Inference.for_run(run_dir, **settings)  # a broken inference.json is refused now, not after
+    default_out = os.path.join(run_dir, evaluation_dir(split_name, references, inference, Inference.for_run(run_dir)))
     out_dir = out_dir or default_out
     check_out_dir(out_dir, default_out)
+    if choose_threshold:
+        if split_name != "validation" or references != "renders" or inference.pyramid[0] or "threshold" in settings:
+            raise DataError("--choose-threshold chooses on --split validation, with rendered references, no pyramid "
+                            "and no --threshold")
+        inference = dataclasses.replace(inference, threshold=None)
     run, split = load(run_dir, data_dir, split_name)
-    read_operating_point(run_dir)  # a broken one is refused now, not after the evaluation
-    chooses = (split_name == "validation" and references == "renders" and not pyramid_scales and threshold is None
-               and bool(run.config.priors))
-    if threshold is None and not chooses and run.config.priors:
-        threshold = stored_threshold(run_dir, flips)
-        if threshold is None:
-            print(f"{run_dir} has no operating threshold{' for --flips' if flips else ''} in {OPERATING_POINT_FILE} "
-                  "yet: choosing it on the validation split first")
-            threshold = test(run_dir, data_dir, "validation", num_views=num_views, background=background,
-                             batch_size=batch_size, num_pictures=num_pictures, absent_queries=absent_queries,
-                             min_score=min_score, nms_iou=nms_iou, flips=flips)["box_threshold"]
     num_views = num_views or run.options["num_views"]
     if num_views > split.views_per_object:
         raise DataError(f"--num-views {num_views}: {data_dir}/{split_name} has only {split.views_per_object} "
                         "views per object")
-    answer = model_answer(run.models, run.params, run.nt_params, pyramid_scales, flips, min_gain)
-    pred = evaluate(split, answer, num_views=num_views, num_absent=absent_queries, batch_size=batch_size,
-                    background=background, references=references, min_score=min_score, nms_iou=nms_iou,
-                    desc="testing")
+    if inference.threshold is None and not choose_threshold and run.config.priors:
+        given = "".join(f" --{k.replace('_', '-')} {settings[k]}" for k in ("box_score", "presence_power")
+                        if k in settings) + (" --flips" if inference.flips else "")
+        raise DataError(f"{run_dir} has no operating threshold for these settings yet: choose it on the validation "
+                        f"split first: python test.py --run-dir {run_dir} --data-dir {data_dir} --split validation "
+                        f"--choose-threshold{given} (sh v3_test.sh does), or give --threshold")
+    pred = evaluate(split, inference.answer(run.models, run.params, run.nt_params), num_views=num_views,
+                    num_absent=absent_queries, batch_size=batch_size, background=background, references=references,
+                    min_score=min_score, nms_iou=inference.nms_iou, desc="testing")
     embeddings = object_embeddings(split, run, num_views)
     metrics = cell_figures(pred, retrieval_recall(embeddings))
+    threshold = inference.threshold
     if run.config.priors:
         coco_truth, coco_results = coco_json(pred)
         metrics.update(coco_figures(coco_truth, coco_results))
-        metrics.update(box_figures(pred, threshold))  # threshold None here: this split's best (it chooses)
+        metrics.update(box_figures(pred, threshold))  # threshold None: this split's own (it chooses)
         threshold = metrics["box_threshold"]
-        if chooses:
-            point = {
-                "threshold": threshold, "precision": metrics["box_precision"], "recall": metrics["box_recall"],
-                "f1": metrics["box_f1"],
-                "absent_false_positives_per_query": metrics["absent_false_positives_per_query"],
-                "chosen_on": split_name, "data_dir": data_dir, "num_views": num_views, "absent_queries": absent_queries,
-                "rule": f"the lowest score at which absent queries raise at most {FALSE_ALARM_BUDGET} detections each"
-                        " (all false); recall and precision at IoU 0.5"}
-            write_operating_point(run_dir, point, flips)
+        if choose_threshold:
+            inference.store(run_dir, choose_operating_point(metrics, data_dir, num_views, absent_queries))
+    scales, min_gain = inference.pyramid
     metrics.update({"scenes_per_s": pred.scenes_per_s, "compile_s": pred.compile_s, "run_dir": run_dir,
                     "data_dir": data_dir, "split": split_name, "num_views": num_views, "background": background,
-                    "references": references, "pyramid_scales": list(pyramid_scales),
-                    "pyramid_min_gain": min_gain, "flips": flips,
+                    "references": references, "pyramid_scales": list(scales), "pyramid_min_gain": min_gain,
+                    "flips": inference.flips, "box_score": inference.box_score,
+                    "presence_power": inference.presence_power, "nms_iou": inference.nms_iou,
                     "crop_fallback_objects": sorted(pred.loader.crops.fallbacks)
                     if pred.loader.crops else [],
                     "device": jax.devices()[0].device_kind})
@@ -320,6 +309,32 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     return metrics
 
 
+def choose_operating_point(metrics, data_dir, num_views, absent_queries):
+    """box_figures() of a validation split at its own threshold -> the operating point a run stores."""
+    return {"threshold": metrics["box_threshold"], "precision": metrics["box_precision"],
+            "recall": metrics["box_recall"], "f1": metrics["box_f1"],
+            "absent_false_positives_per_query": metrics["absent_false_positives_per_query"], "chosen_on": "validation",
+            "data_dir": data_dir, "num_views": num_views, "absent_queries": absent_queries,
+            "rule": f"the lowest score at which absent queries raise at most {FALSE_ALARM_BUDGET} detections each "
+                    "(all false); recall and precision at IoU 0.5"}
+
+
+def suite(run_dir, data_dir, **options):
+    """runs.EVALUATIONS, each the data dir has a split for, in order, each into RUN_DIR/NAME ->
+    {name: metrics}. Validation chooses the run's operating threshold when it has none yet."""
+    done = {}
+    for name, evaluation in EVALUATIONS.items():
+        if not os.path.exists(os.path.join(data_dir, evaluation["split_name"], "manifest.json")):
+            continue
+        settings = {k: v for k, v in options.items() if k in Inference.__dataclass_fields__}
+        choose = evaluation["split_name"] == "validation" and Inference.for_run(run_dir, **settings).threshold is None
+        print(f"--- {name}" + (" (choosing the run's operating threshold)" if choose else ""), flush=True)
+        done[name] = test(run_dir, data_dir, **{**options, **evaluation}, choose_threshold=choose)
+    if not done:
+        Split(data_dir, "test")  # says what is missing
+    return done
+
+
 def make_parser():
     parser = evaluation_parser(__doc__, "default: RUN_DIR/SPLIT")
     parser.add_argument("--num-views", type=non_negative_int, default=0,
@@ -332,39 +347,30 @@ def make_parser():
     parser.add_argument("--batch-size", type=positive_int, default=8, help="scenes per eval step")
     parser.add_argument("--num-pictures", type=non_negative_int, default=48,
                         help="(scene, object) pairs drawn, worst to best, and a quarter as many absent queries")
-    parser.add_argument("--threshold", type=unit_interval,
-                        help="operating score of a box detection (default: the run's, chosen on the validation split: "
-                        f"RUN_DIR/{OPERATING_POINT_FILE})")
-    parser.add_argument("--pyramid-scales", type=at_least_one, nargs="+", default=(), metavar="SCALE",
-                        help="also answer the scenes enlarged by these factors, tile by tile, for boxes smaller than "
-                        "the smallest prior (a test-time pyramid for cameras farther than in training, e.g. 2: "
-                        "chosen on validation_shift)")
-    parser.add_argument("--pyramid-auto", action="store_true",
-                        help="the pyramid (of --pyramid-scales, else 2) only in scenes where it raises the median "
-                        f"query's best box score by more than {PYRAMID_MIN_GAIN} (chosen on validation and "
-                        "validation_shift): for scenes from cameras of unknown distance")
-    parser.add_argument("--flips", action="store_true",
-                        help="average the outputs over the scene and its left-right and upside-down mirror images "
-                        "(test-time augmentation; 3x the time; the run's threshold for it, chosen on validation with "
-                        "--flips)")
+    parser.add_argument("--choose-threshold", action="store_true",
+                        help="on --split validation: choose the run's operating threshold for these inference "
+                        f"settings (the lowest score keeping false alarms to {FALSE_ALARM_BUDGET} per absent query) "
+                        "and store it in RUN_DIR/inference.json")
+    parser.add_argument("--suite", action="store_true",
+                        help="run the evaluation suite (validation, test_shift, test_shift_pyramid2_auto, test_crops, "
+                        "test: those the data dir has) into RUN_DIR/NAME each; --split and --out-dir do not apply")
     return parser
 
 
 def main(argv=None):
     enable_compilation_cache()
-    args = make_parser().parse_args(argv)
-    try:
-        return test(args.run_dir, args.data_dir, args.split, out_dir=args.out_dir, num_views=args.num_views,
-                    background=args.background, references=args.references, batch_size=args.batch_size,
-                    num_pictures=args.num_pictures, absent_queries=args.absent_queries, threshold=args.threshold,
-                    min_score=args.min_score, nms_iou=args.nms_iou, pyramid_scales=tuple(args.pyramid_scales),
-                    flips=args.flips, pyramid_auto=args.pyramid_auto)
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    except OSError as error:
-        sys.exit(io_error_line(error))
-    except KeyboardInterrupt:
-        sys.exit(f"interrupted: {args.out_dir or 'the output dir'} is as it was (the old results, or none)")
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.suite and (args.out_dir or args.choose_threshold or args.split != "test" or args.references != "renders"):
+        parser.error("--suite runs its own evaluations: give no --split, --out-dir, --references or --choose-threshold")
+    options = dict(num_views=args.num_views, background=args.background, batch_size=args.batch_size,
+                   num_pictures=args.num_pictures, absent_queries=args.absent_queries, min_score=args.min_score,
+                   **Inference.from_flags(args))
+    with exits_in_one_line(f"interrupted: {args.out_dir or 'the output dir'} is as it was (the old results, or none)"):
+        if args.suite:
+            return suite(args.run_dir, args.data_dir, **options)
+        return test(args.run_dir, args.data_dir, args.split, out_dir=args.out_dir, references=args.references,
+                    choose_threshold=args.choose_threshold, **options)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,11 @@ lock, and pictures of scenes, masks, boxes and reference views."""
 import argparse
 import colorsys
 import contextlib
-import errno
-import fcntl
 import math
 import os
 import re
 import shutil
+import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -37,6 +36,11 @@ unit_interval = _number(float, 0.0, 1.0, "a number from 0 to 1")
 at_least_one = _number(float, 1.0, None, "a number of 1 or more")
 
 
+class DataError(ValueError):
+    """Input that cannot be used (a missing or broken file, a bad argument): its message is the one
+    line to show, naming the thing and what to do."""
+
+
 def io_error_line(error, hint=True):
     """An OSError as the one line an entry point exits with: the file, what went wrong and (hint)
     what to do."""
@@ -45,6 +49,27 @@ def io_error_line(error, hint=True):
     where = f"{error.filename}: " if error.filename else ""
     what = os.strerror(error.errno) if error.errno else str(error).splitlines()[0]  # h5py's strerror runs to lines
     return f"error: {where}{what}" + (f" ({hint})" if hint else "")
+
+
+def one_line(error, limit=160):
+    """An exception's message on one line, cut to `limit` characters (Keras' run to many lines)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def exits_in_one_line(interrupted="interrupted", errors=()):
+    """The one way an entry point's main ends on an error: a DataError (or one of `errors`) exits
+    with "error: MESSAGE", an OSError with io_error_line, Ctrl-C with `interrupted` (a line, or a
+    function that prints what was done and returns the line): one line each, never a traceback."""
+    try:
+        yield
+    except (DataError, *errors) as error:
+        sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(io_error_line(error))
+    except KeyboardInterrupt:
+        sys.exit(interrupted() if callable(interrupted) else interrupted)
 
 
 # glibc's malloc hands each of XLA:CPU's large buffers out as a fresh mmap, so every step pays a
@@ -130,47 +155,6 @@ def swap_dir(new, path):
     os.rename(new, path)
     if had_old:
         shutil.rmtree(old)
-
-
-class RunDirLock:
-    """An exclusive lock on a directory (RUN_DIR/.lock, flock + this process's PID in it): a second
-    process asking for it gets a DirBusy error naming the holder. The kernel drops the lock when
-    its holder dies, so a lock file left by a killed process is taken over."""
-
-    class DirBusy(Exception):
-        pass
-
-    def __init__(self, directory):
-        self.path = os.path.join(directory, ".lock")
-        self.file = None
-
-    def __enter__(self):
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
-            self.file.close()
-            raise self.DirBusy(f"{os.path.dirname(self.path)} is in use by process {holder} (a training "
-                               "running there): wait for it, or use another --run-dir") from None
-        self.file.seek(0)
-        previous = self.file.read().strip()
-        if previous and previous != str(os.getpid()):
-            print(f"taking over the lock on {os.path.dirname(self.path)} left by process {previous}, which is gone")
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(str(os.getpid()))
-        self.file.flush()
-        return self
-
-    def __exit__(self, *exc):
-        self.file.seek(0)
-        self.file.truncate()
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
 
 
 def palette(k):

@@ -50,7 +50,7 @@ def test_the_demo_answers_a_real_request_with_boxes(server, tiny_data, trained, 
 
     import app
     import detect
-    import evaluate
+    import inference
     from data import Split
 
     split = Split(tiny_data, "test")
@@ -71,7 +71,7 @@ def test_the_demo_answers_a_real_request_with_boxes(server, tiny_data, trained, 
     _, _, far = client.predict(handle_file(str(tmp_path / "scene.png")), views, 0.0, True, api_name="/find")
     expected = detect.Detector(str(trained), threshold=0).find(
         str(tmp_path / "scene.png"), {"object": [str(tmp_path / f"view{i}.png") for i in range(3)]},
-        pyramid_scales=evaluate.PYRAMID_SCALES)["object"]
+        pyramid_scales=inference.PYRAMID_SCALES)["object"]
     assert far["far"] and not found["far"]
     assert [d["box"] for d in far["detections"]] == expected["boxes"].tolist() != box.tolist()
 

@@ -2,8 +2,9 @@ import jax
 import numpy as np
 import pytest
 
-from boxes import (box_iou, cell_offset, cell_targets, decode, kmeans_priors, near_misses, nms, select, shape_iou,
-                   target_iou)
+from boxes import (box_iou, cell_offset, cell_targets, decode, instances_found, kmeans_priors, near_misses, nms, select,
+                   shape_iou, target_iou)
+from inference import Inference
 from metrics import box_metrics, detection_average_precision, match_detections
 from models import ModelConfig
 
@@ -40,6 +41,15 @@ def test_targets_decode_back_to_the_boxes():
     assert len(decode(raw, PRIORS, 8.0)[0]) == 8 * 8 * 2
 
 
+def test_instances_found_by_hand():
+    truths = [[0, 0, 10, 10], [20, 0, 30, 10]]
+    # two boxes on the first (one counted), one half on the second (IoU 1/3: not found), one elsewhere
+    boxes = [[0, 0, 10, 10], [1, 0, 11, 10], [25, 0, 35, 10], [50, 50, 60, 60]]
+    assert instances_found(boxes, truths) == 1
+    assert instances_found(boxes, truths, iou_threshold=0.3) == 2
+    assert instances_found([], truths) == instances_found(boxes, []) == 0
+
+
 def test_geometric_box_scores_by_hand():
     """A box's objectness 0.8 (logit ln 4) in a cell with P(object) 0.2: geometric score sqrt(0.16) = 0.4;
     every prior of a cell reads that cell's P(object)."""
@@ -47,9 +57,14 @@ def test_geometric_box_scores_by_hand():
     raw[..., 0] = np.log(4.0)
     cell_probs = np.array([[0.2, 0.8], [0.0, 1.0]])
     _, objectness = decode(raw, PRIORS, 8.0)
-    _, geometric = decode(raw, PRIORS, 8.0, cell_probs=cell_probs)
+    geometric = Inference(box_score="geometric").score(objectness, cell_probs)
     np.testing.assert_allclose(objectness, 0.8)
     np.testing.assert_allclose(geometric, [0.4, 0.4, 0.8, 0.8, 0.0, 0.0, np.sqrt(0.8), np.sqrt(0.8)])
+    np.testing.assert_allclose(Inference(box_score="objectness").score(objectness, cell_probs), 0.8)
+    gated = Inference(box_score="geometric", presence_power=2).score(objectness, cell_probs)  # peak 1.0
+    np.testing.assert_allclose(gated, geometric)
+    gated = Inference(box_score="objectness", presence_power=2).score(objectness, cell_probs / 2)  # peak 0.5
+    np.testing.assert_allclose(gated, 0.8 * 0.25)
 
 
 def test_three_cell_targets_by_hand():
@@ -146,7 +161,7 @@ def test_matching_and_ap_by_hand():
 
 
 def test_pyramid_tiles_by_hand():
-    from evaluate import pyramid_tiles
+    from inference import pyramid_tiles
 
     assert pyramid_tiles(32, 32) == [(0, 0, 32)]
     assert pyramid_tiles(64, 32) == [(0, 0, 24), (16, 24, 40), (32, 40, 64)]  # 3 tiles: 2 would overlap by none
@@ -164,7 +179,7 @@ def test_a_pyramid_adds_the_enlarged_scenes_small_boxes_in_the_scenes_own_pixels
     (y + 12) / 2); the 16x16 one does not: the scale-1 pass answers for it."""
     import types
 
-    import evaluate
+    import inference
 
     config = ModelConfig(scene_size=32, priors=((8.0, 8.0), (16.0, 16.0)))  # grid 4, stride 8
 
@@ -180,10 +195,11 @@ def test_a_pyramid_adds_the_enlarged_scenes_small_boxes_in_the_scenes_own_pixels
         return *find_in_scenes(params, nt_params, batch["scene"], "the references' embeddings", models), \
             "the references' embeddings"
 
-    monkeypatch.setattr(evaluate, "infer_batch", infer_batch)
-    monkeypatch.setattr(evaluate, "find_in_scenes", find_in_scenes)
+    monkeypatch.setattr(inference, "infer_batch", infer_batch)
+    monkeypatch.setattr(inference, "find_in_scenes", find_in_scenes)
     batch = {"scene": np.zeros((1, 32, 32, 3), np.uint8), "anchors": None, "anchor_backgrounds": None}
-    answer = evaluate.model_answer(types.SimpleNamespace(config=config), None, None, pyramid_scales=(2.0,))
+    answer = inference.Inference(box_score="objectness", pyramid_scales=(2.0,)).answer(
+        types.SimpleNamespace(config=config), None, None)
     probs, found = answer(batch)
     boxes, scores = found[0][0]
     high = boxes[scores > 0.5]
@@ -198,7 +214,7 @@ def test_a_pyramid_adds_the_enlarged_scenes_small_boxes_in_the_scenes_own_pixels
 
 
 def test_median_gain_by_hand():
-    from evaluate import median_gain
+    from inference import median_gain
 
     found = [(None, np.array([0.5, 0.3])), (None, np.array([0.2])), (None, np.zeros(0))]
     added = [(None, np.array([0.6, 0.55])), (None, np.array([0.1])), (None, np.array([0.3]))]
@@ -208,7 +224,7 @@ def test_median_gain_by_hand():
 def test_an_automatic_pyramid_adds_its_boxes_only_where_they_raise_the_median_best_score():
     """Two scenes whose only query's best box scores 0.9 and 0.2; every enlarged tile answers a 4x4
     box (2x2 in the scene's pixels, under the smallest prior) at 0.6: it rises only in the second."""
-    from evaluate import with_pyramid
+    from inference import with_pyramid
 
     config = ModelConfig(scene_size=32, priors=((8.0, 8.0), (16.0, 16.0)))
     found = [[(np.array([[0.0, 0.0, 16.0, 16.0]]), np.array([score]))] for score in (0.9, 0.2)]
@@ -234,7 +250,7 @@ def test_flips_average_the_mirrored_passes_mirrored_back(monkeypatch):
     it and its two mirror images is (4 r + c + 4 r + 3 - c + 4 (3 - r) + c) / 48 = (4 r + c + 15) / 48."""
     import types
 
-    import evaluate
+    import inference
 
     config = ModelConfig(scene_size=32, priors=((8.0, 8.0),))  # grid 4, stride 8
     scenes_seen = []
@@ -251,11 +267,12 @@ def test_flips_average_the_mirrored_passes_mirrored_back(monkeypatch):
     def infer_batch(params, nt_params, batch, models):
         return *find_in_scenes(params, nt_params, batch["scene"], None, models), None
 
-    monkeypatch.setattr(evaluate, "infer_batch", infer_batch)
-    monkeypatch.setattr(evaluate, "find_in_scenes", find_in_scenes)
+    monkeypatch.setattr(inference, "infer_batch", infer_batch)
+    monkeypatch.setattr(inference, "find_in_scenes", find_in_scenes)
     scene = np.zeros((1, 32, 32, 3), np.uint8)
     scene[0, 10, 21] = 255
-    answer = evaluate.model_answer(types.SimpleNamespace(config=config), None, None, flips=True)
+    answer = inference.Inference(box_score="objectness", flips=True).answer(types.SimpleNamespace(config=config), None,
+                                                                            None)
     probs, found = answer({"scene": scene, "anchors": None, "anchor_backgrounds": None})
     assert [tuple(np.argwhere(s[0, ..., 0])[0]) for s in scenes_seen] == [(10, 21), (10, 10), (21, 21)]
     boxes, scores = found[0][0]

@@ -8,7 +8,7 @@ from PIL import Image
 
 import detect
 from data import Split
-from evaluate import PYRAMID_MIN_GAIN, PYRAMID_SCALES
+from inference import PYRAMID_SCALES
 
 
 def save(path, array):
@@ -159,7 +159,7 @@ def test_a_folder_of_scenes_in_one_call(trained, images, tmp_path):
 
 def test_a_pyramid_adds_small_boxes_only(trained, images):
     """--pyramid-scales: the enlarged scene adds boxes, smaller than the smallest prior at the model's
-    scale (evaluate.with_pyramid's rule, by hand in test_boxes.py); the heatmap is the scene's own."""
+    scale (inference.with_pyramid's rule, by hand in test_boxes.py); the heatmap is the scene's own."""
     plain = detect.Detector(str(trained), threshold=0).find(images["scene"], {"mug": images["refs"]})["mug"]
     detector = detect.Detector(str(trained), threshold=0, pyramid_scales=(2.0,))
     pyramid = detector.find(images["scene"], {"mug": images["refs"]})["mug"]
@@ -176,7 +176,7 @@ def test_a_pyramid_adds_small_boxes_only(trained, images):
     # --pyramid-auto: the same pyramid, kept or not by the median object's gain (by hand in test_boxes.py)
     auto = detect.main(["--scene", images["scene"], "--refs", *images["refs"], "--run-dir", str(trained),
                         "--threshold", "0", "--pyramid-auto"])
-    gated = detect.Detector(str(trained), threshold=0, pyramid_scales=PYRAMID_SCALES, pyramid_min_gain=PYRAMID_MIN_GAIN)
+    gated = detect.Detector(str(trained), threshold=0, pyramid_scales=PYRAMID_SCALES, pyramid_auto=True)
     assert [d["box"] for d in auto["objects"][0]["detections"]] == \
         gated.find(images["scene"], {"mug": images["refs"]})["mug"]["boxes"].tolist()
     assert [d["box"] for d in auto["objects"][0]["detections"]] in (pyramid["boxes"].tolist(), plain["boxes"].tolist())
@@ -265,6 +265,9 @@ def test_the_api_names_each_bad_argument(trained, images):
         (lambda: detector.find(scene, {"mug": good}, pyramid_scales=[0.5]), "pyramid scales"),
         (lambda: detect.Detector(str(trained), threshold=-1), "threshold=-1"),
         (lambda: detect.Detector(str(trained), nms_iou=5), "nms_iou=5"),
+        (lambda: detect.Detector(str(trained), box_score="best"),
+         "box_score='best': give one of objectness, geometric"),
+        (lambda: detect.Detector(str(trained), nms=0.5), "nms: no inference setting"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import hyperparameters
 import train
 from conftest import REPO, weights
 from data import EpisodeLoader, Split
@@ -36,7 +37,7 @@ def run_on(devices, command):
 
 def initial_weights(run_dir):
     """The weights a run started from: its own model config (priors included) and seed, no step taken."""
-    models = train.build(train.Hyperparameters(model_config=str(run_dir / "model_config.json")))
+    models = train.build(hyperparameters.Hyperparameters(model_config=str(run_dir / "model_config.json")))
     return [np.asarray(v) for model in (models.embedding, models.scene) for v in model.weights]
 
 

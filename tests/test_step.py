@@ -10,6 +10,7 @@ import pytest
 
 import train
 from conftest import TINY_MODEL
+from hyperparameters import Hyperparameters
 from models import build_models, model_state
 
 B, Q, N = 2, 4, 2  # scenes, queries per scene (the last one absent), views per object
@@ -43,7 +44,7 @@ def synthetic_batch(config, seed=0):
 
 
 def setup(priors=PRIORS, **hyperparameters):
-    hp = train.Hyperparameters(schedule="constant", warmup_steps=0, num_priors=len(priors), **hyperparameters)
+    hp = Hyperparameters(schedule="constant", warmup_steps=0, num_priors=len(priors), **hyperparameters)
     models = build_models(dataclasses.replace(TINY_MODEL, priors=priors, box_cells=hp.box_cells,
                                               box_head_convs=hp.box_head_convs), seed=0)
     return hp, models, synthetic_batch(models.config)

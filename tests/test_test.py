@@ -94,7 +94,7 @@ def test_more_views_than_half_the_split_and_random_backgrounds(tiny_data, traine
     """The ablations' settings: N up to all V views (no retrieval figure then), views on random colours."""
     metrics = yolz_test.main(["--run-dir", str(trained), "--data-dir", tiny_data, "--num-views", "6",
                               "--background", "random", "--num-pictures", "1", "--absent-queries", "1",
-                              "--out-dir", str(tmp_path / "t")])
+                              "--threshold", "0.5", "--out-dir", str(tmp_path / "t")])
     assert metrics["num_views"] == 6 and metrics["background"] == "random"
     assert metrics["retrieval_recall@1"] is None and 0 <= metrics["average_precision"] <= 1
 
@@ -104,7 +104,8 @@ def test_out_dir_of_the_users_is_never_deleted(tiny_data, trained, tmp_path, mon
     mine = tmp_path / "mine"
     os.makedirs(mine)
     (mine / "thesis.tex").write_text("precious")
-    args = ["--run-dir", str(run_dir), "--data-dir", tiny_data, "--num-pictures", "1", "--absent-queries", "1"]
+    args = ["--run-dir", str(run_dir), "--data-dir", tiny_data, "--num-pictures", "1", "--absent-queries", "1",
+            "--threshold", "0.5"]
     for out_dir in (mine, run_dir, "."):  # a user's folder, the run dir itself, the current dir
         monkeypatch.chdir(tmp_path)
         with pytest.raises(SystemExit, match="holds files test.py did not write"):
@@ -130,7 +131,7 @@ def test_out_dir_of_the_users_is_never_deleted(tiny_data, trained, tmp_path, mon
 
 def test_a_kill_mid_swap_keeps_whole_results_and_the_next_run_cleans_up(tiny_data, trained, tmp_path):
     args = ["--run-dir", str(trained), "--data-dir", tiny_data, "--num-pictures", "1", "--absent-queries", "1",
-            "--out-dir", str(tmp_path / "t")]
+            "--threshold", "0.5", "--out-dir", str(tmp_path / "t")]
     first = yolz_test.main(args)
     # killed between the two renames of the swap: the old results aside, the new ones not yet in
     os.rename(tmp_path / "t", tmp_path / ".t.old-999999999")
@@ -153,26 +154,33 @@ def test_bad_flags_are_one_line_errors(flag, value, capsys):
     assert error.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
 
 
+def points(run):
+    return json.loads((run / "inference.json").read_text())["operating_points"]
+
+
 def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tiny_data, trained, tmp_path, capsys):
     import detect
-    from evaluate import FALSE_ALARM_BUDGET, PYRAMID_MIN_GAIN, budget_threshold, write_operating_point
+    from evaluate import budget_threshold
+    from inference import FALSE_ALARM_BUDGET, PYRAMID_MIN_GAIN, Inference
 
-    run = shutil.copytree(trained, tmp_path / "run")
-    for name in ("operating_point.json", "validation"):  # as other tests may have left them
-        shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink(missing_ok=True)
+    run = shutil.copytree(trained, tmp_path / "run", ignore=shutil.ignore_patterns("test", "validation"))
     args = ["--run-dir", str(run), "--data-dir", tiny_data, "--num-pictures", "2", "--absent-queries", "1",
             "--min-score", "0"]
-    metrics = yolz_test.main(args)
-    assert "operating threshold in operating_point.json yet: choosing it on the validation split" in \
-        capsys.readouterr().out
-    chosen = json.loads((run / "operating_point.json").read_text())
-    validation = json.loads((run / "validation" / "metrics.json").read_text())
+    with pytest.raises(SystemExit, match="no operating threshold for these settings yet: choose it on the validation "
+                       r"split first: python test.py .* --split validation --choose-threshold"):
+        yolz_test.main(args)
+    with pytest.raises(SystemExit, match="--choose-threshold chooses on --split validation"):
+        yolz_test.main([*args, "--choose-threshold"])
+    assert not (run / "test").exists() and points(run) == []
+    validation = yolz_test.main([*args, "--split", "validation", "--choose-threshold"])
+    [chosen] = points(run)
     assert chosen["chosen_on"] == "validation" and validation["box_threshold"] == chosen["threshold"]
+    assert (chosen["box_score"], chosen["presence_power"], chosen["flips"]) == ("geometric", 0.0, False)
     assert chosen["threshold"] == budget_threshold(validation["box_threshold_at_false_alarm_budget"])
     assert chosen["absent_false_positives_per_query"] <= FALSE_ALARM_BUDGET
     assert chosen["recall"] == validation["box_recall"] <= validation["box_recall_at_false_alarm_budget"]
-    assert metrics["box_threshold"] == chosen["threshold"]
-    (run / "operating_point.json").write_text(json.dumps({**chosen, "threshold": 0.9}))
+    assert yolz_test.main(args)["box_threshold"] == chosen["threshold"]
+    (run / "inference.json").write_text(json.dumps({"operating_points": [{**chosen, "threshold": 0.9}]}))
     assert yolz_test.main(args)["box_threshold"] == 0.9  # the stored one, not a constant
     pyramid = yolz_test.main([*args, "--split", "validation", "--pyramid-scales", "2"])
     assert pyramid["pyramid_scales"] == [2.0] and (run / "validation_pyramid2" / "metrics.json").exists()
@@ -183,25 +191,40 @@ def test_the_operating_threshold_is_chosen_on_validation_and_used_everywhere(tin
     shifted = yolz_test.main([*args, "--split", "validation_shift"])  # nor the validation objects' other cameras
     assert shifted["box_threshold"] == 0.9
     assert set(shifted["per_object_average_precision"]) <= {str(i) for i in range(10, 15)}  # validation's ids
-    assert json.loads((run / "operating_point.json").read_text())["threshold"] == 0.9
     assert detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--refs",
                         *write_views(tiny_data, tmp_path)])["threshold"] == 0.9
     assert yolz_test.main([*args, "--threshold", "0.3"])["box_threshold"] == 0.3  # unless told
-    yolz_test.main([*args, "--split", "validation", "--threshold", "0.3"])  # told, validation does not choose
-    assert json.loads((run / "operating_point.json").read_text())["threshold"] == 0.9
-    # flips answer otherwise: their own threshold, chosen on validation with flips, beside the other
-    capsys.readouterr()
-    flipped = yolz_test.main([*args, "--flips"])
-    assert "no operating threshold for --flips" in capsys.readouterr().out
-    stored = json.loads((run / "operating_point.json").read_text())
-    with_flips = json.loads((run / "validation_flips" / "metrics.json").read_text())
-    assert stored["threshold"] == 0.9 and flipped["flips"] and (run / "test_flips" / "metrics.json").exists()
-    assert flipped["box_threshold"] == stored["flips"]["threshold"] == with_flips["box_threshold"]
-    assert stored["flips"]["threshold"] == budget_threshold(with_flips["box_threshold_at_false_alarm_budget"])
-    assert detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--flips", "--refs",
-                        *write_views(tiny_data, tmp_path)])["threshold"] == stored["flips"]["threshold"]
-    write_operating_point(str(run), {"threshold": 0.5})  # choosing again without flips keeps theirs
-    assert json.loads((run / "operating_point.json").read_text()) == {"threshold": 0.5, "flips": stored["flips"]}
+    assert [p["threshold"] for p in points(run)] == [0.9]
+    # another way of scoring has its own threshold, chosen beside the other; the out dir says which
+    with pytest.raises(SystemExit, match="--choose-threshold --box-score objectness --flips"):
+        yolz_test.main([*args, "--flips", "--box-score", "objectness"])
+    flipped = yolz_test.main([*args, "--split", "validation", "--choose-threshold", "--flips", "--box-score",
+                              "objectness"])
+    assert (run / "validation_objectness_flips" / "metrics.json").exists() and flipped["box_score"] == "objectness"
+    plain, with_flips = points(run)
+    assert plain["threshold"] == 0.9 and with_flips["flips"] and with_flips["box_score"] == "objectness"
+    assert with_flips["threshold"] == flipped["box_threshold"]
+    assert detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--flips", "--box-score",
+                        "objectness", "--refs", *write_views(tiny_data, tmp_path)])["threshold"] == \
+        with_flips["threshold"]
+    Inference.for_run(str(run)).store(str(run), {"threshold": 0.5})  # choosing again replaces its own alone
+    assert [p["threshold"] for p in points(run)] == [with_flips["threshold"], 0.5]
+
+
+def test_the_suite_chooses_the_threshold_first_and_tests_every_split(tiny_data, trained, tmp_path, capsys):
+    run = shutil.copytree(trained, tmp_path / "run", ignore=shutil.ignore_patterns("test", "validation"))
+    done = yolz_test.main(["--run-dir", str(run), "--data-dir", tiny_data, "--num-pictures", "1", "--absent-queries",
+                           "1", "--suite"])
+    from runs import EVALUATIONS
+
+    assert list(done) == list(EVALUATIONS)  # the tiny data has every split
+    assert "validation (choosing the run's operating threshold)" in capsys.readouterr().out
+    [point] = points(run)
+    assert all(m["box_threshold"] == point["threshold"] for m in done.values())
+    for name, evaluation in EVALUATIONS.items():
+        assert json.loads((run / name / "metrics.json").read_text())["split"] == evaluation["split_name"]
+    page = (run / "test" / "index.html").read_text()
+    assert all(f"<td>{name}</td>" in page for name in EVALUATIONS)
 
 
 def write_views(data_dir, tmp_path):
@@ -234,20 +257,17 @@ def test_robustness_evaluations_and_their_table(tiny_data, trained, tmp_path):
 
 def scoring_answer(tiny_data, trained):
     """The trained run's answer to one test episode (3 objects present, 1 absent) as a function of
-    its config's box scoring fields: answer(**fields) -> (P(object), [1][Q] of (boxes, scores)), the
-    run itself."""
-    import dataclasses
-
+    the inference settings: answer(**settings) -> (P(object), [1][Q] of (boxes, scores)), the run."""
     from data import EpisodeLoader
-    from evaluate import EPISODE_KEYS, load, model_answer
+    from evaluate import EPISODE_KEYS, load
+    from inference import Inference
 
     run, split = load(str(trained), tiny_data, "test")
     episode = EpisodeLoader(split, 3, 2, seed=0, training=False, num_absent=1).episode(0)
     batch = {k: np.stack([episode[k]]) for k in EPISODE_KEYS}
 
-    def answer(**fields):
-        models = dataclasses.replace(run.models, config=dataclasses.replace(run.config, **fields))
-        return model_answer(models, run.params, run.nt_params)(batch)
+    def answer(**settings):
+        return Inference(**settings).answer(run.models, run.params, run.nt_params)(batch)
 
     return answer, run
 
@@ -302,22 +322,98 @@ def test_the_default_out_dir_is_replaced_only_while_it_holds_test_outputs_alone(
     assert (run / "test" / "manifest.json").read_bytes() == manifest
 
 
-@pytest.mark.parametrize("point, message", [
-    ({"threshold": "0.5"}, "threshold '0.5' is not a number from 0 to 1"),
-    ({"threshold": 7}, "threshold 7 is not a number from 0 to 1"),
-    ([0.5], "is not an operating point"), ({"threshold": 0.5, "flips": "yes"}, "is not an operating point"),
-    ({"threshold": 0.5, "flips": {"threshold": -1}}, "threshold -1 is not a number from 0 to 1")])
-def test_a_broken_operating_point_is_one_line_naming_the_file(tiny_data, trained, tmp_path, point, message):
+@pytest.mark.parametrize("name, content, message", [
+    ("inference.json", {"operating_points": [{"threshold": "0.5"}]}, "has no threshold from 0 to 1"),
+    ("inference.json", {"operating_points": [{"threshold": 7}]}, "has no threshold from 0 to 1"),
+    ("inference.json", [0.5], "is not a run's inference settings"),
+    ("inference.json", {"operating_points": {"threshold": 0.5}}, "is not a run's inference settings"),
+    ("inference.json", {"box_score": "best"}, "box_score='best': give one of objectness, geometric"),
+    ("inference.json", {"presence_power": -1}, "presence_power=-1: give 0 or more"),
+    ("operating_point.json", {"threshold": "0.5"}, "has no threshold from 0 to 1"),
+    ("operating_point.json", [0.5], "is not an operating point"),
+    ("operating_point.json", {"threshold": 0.5, "flips": "yes"}, "is not an operating point"),
+    ("operating_point.json", {"threshold": 0.5, "flips": {"threshold": -1}}, "has no threshold from 0 to 1")])
+def test_a_broken_inference_file_is_one_line_naming_the_file(tiny_data, trained, tmp_path, name, content, message):
+    """inference.json, or an older run's operating_point.json (read when it has no inference.json)."""
     import detect
 
     run = shutil.copytree(trained, tmp_path / "run", ignore=shutil.ignore_patterns("test", "validation"))
-    (run / "operating_point.json").write_text(json.dumps(point))
+    if name != "inference.json":
+        (run / "inference.json").unlink()
+    (run / name).write_text(json.dumps(content))
+    named = run / ("model_config.json" if "threshold from" in message and name != "inference.json" else name)
     views = write_views(tiny_data, tmp_path)
     for command in (lambda: yolz_test.main(["--run-dir", str(run), "--data-dir", tiny_data]),
-                    lambda: yolz_test.main(["--run-dir", str(run), "--data-dir", tiny_data, "--split", "validation"]),
+                    lambda: yolz_test.main(["--run-dir", str(run), "--data-dir", tiny_data, "--split", "validation",
+                                            "--choose-threshold"]),
                     lambda: detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--flips",
                                          "--refs", *views])):
         with pytest.raises(SystemExit) as error:
             command()
-        assert f"{run}/operating_point.json" in error.value.code and message in error.value.code
+        assert f"{named}" in error.value.code and message in error.value.code
     assert not (run / "test").exists() and not (run / "validation").exists()
+
+
+def test_a_run_written_before_inference_json_still_loads_and_scores_as_it_did(tiny_data, trained, tmp_path):
+    """Older runs kept box_score and presence_power in model_config.json and options.json, their
+    thresholds in operating_point.json: they load, evaluate, detect and resume as before."""
+    import detect
+    import train
+    from inference import Inference
+
+    run = shutil.copytree(trained, tmp_path / "run", ignore=shutil.ignore_patterns("test", "validation"))
+    (run / "inference.json").unlink()
+    for name in ("model_config.json", "options.json"):
+        old = json.loads((run / name).read_text())
+        (run / name).write_text(json.dumps({**old, "box_score": "geometric", "presence_power": 2.0}))
+    (run / "operating_point.json").write_text(json.dumps({"threshold": 0.3, "flips": {"threshold": 0.4}}))
+    assert Inference.for_run(str(run)) == Inference(box_score="geometric", presence_power=2.0, threshold=0.3)
+    assert Inference.for_run(str(run), flips=True).threshold == 0.4
+    metrics = yolz_test.main(["--run-dir", str(run), "--data-dir", tiny_data, "--num-pictures", "1", "--absent-queries",
+                              "1"])
+    assert (metrics["box_threshold"], metrics["presence_power"]) == (0.3, 2.0)
+    found = detect.main(["--run-dir", str(run), "--scene", str(tmp_path / "scene.png"), "--refs",
+                         *write_views(tiny_data, tmp_path)])
+    assert found["threshold"] == 0.3
+    config = json.loads((run / "model_config.json").read_text())  # written before the field: objectness
+    (run / "model_config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "box_score"}))
+    assert Inference.for_run(str(run)).box_score == "objectness"
+    train.main(["--resume", str(run), "--steps", "6"])  # options.json's old keys are no training options now
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 6
+
+
+def test_detect_and_test_give_the_same_boxes_and_scores(tiny_data, trained, tmp_path):
+    """One pipeline: Detector.find on a test scene, with the views test.py used as references, gives
+    the detections test.py wrote for that scene (to the COCO file's rounding: 0.01 pixel, 1e-5), with
+    the presence gate that scores them all."""
+    import detect
+    from data import EpisodeLoader, Split
+
+    run = shutil.copytree(trained, tmp_path / "run", ignore=shutil.ignore_patterns("test", "validation"))
+    yolz_test.main(["--run-dir", str(run), "--data-dir", tiny_data, "--num-pictures", "0", "--absent-queries", "0",
+                    "--threshold", "0.0006", "--min-score", "0.0006", "--presence-power", "0.5"])
+    found = json.loads((run / "test_power0.5" / "coco_detections.json").read_text())
+    split = Split(tiny_data, "test")
+    episode = EpisodeLoader(split, split.objects_per_scene, 2, seed=0, training=False, positives=False).episode(0)
+    detector = detect.Detector(str(run), threshold=0.0006, presence_power=0.5)
+    answer = detector.find(episode["scene"], {int(o): list(views) for o, views in zip(episode["obj_ids"],
+                                                                                      episode["anchors"])})
+    size = episode["scene"].shape[0]
+    compared = 0
+    for obj, result in answer.items():
+        theirs = []  # as Detector gives them: corners clipped to the scene, boxes wholly off it dropped
+        for d in found:
+            if d["image_id"] == 1 and d["category_id"] == obj:
+                x0, y0, w, h = d["bbox"]
+                box = np.clip([x0, y0, x0 + w, y0 + h], 0, size)
+                if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
+                    theirs.append([d["score"], *box])
+        ours = [[round(float(s), 5), *b] for s, b in zip(result["scores"], result["boxes"].tolist())]
+        assert len(ours) == len(theirs) > 0
+        for score, *box in ours:  # each ours is one of theirs: Detector rounds corners to whole pixels
+            match = [i for i, (their_score, *their_box) in enumerate(theirs) if abs(score - their_score) <= 2e-5
+                     and np.max(np.abs(np.subtract(box, their_box))) <= 0.51]
+            assert match, (score, box)
+            theirs.pop(match[0])
+        compared += len(ours)
+    assert compared > 0

@@ -3,14 +3,18 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import warnings
 
 import numpy as np
 import pytest
 
+import hyperparameters
+import runs
 import test as yolz_test
 import train
 from conftest import REPO, train_run, weights
+from hyperparameters import Hyperparameters
 
 
 def test_run_dir_describes_itself_and_resume_matches_a_straight_run(tiny_data, model_config, tmp_path):
@@ -60,7 +64,7 @@ def test_data_and_model_config_must_agree(tiny_data, model_config, tmp_path):
         train.main(["--data-dir", tiny_data, "--run-dir", str(tmp_path / "r"), "--model-config", "cpu"])
     with pytest.raises(SystemExit, match="has no checkpoint to resume from"):
         os.makedirs(tmp_path / "empty")
-        hp = train.Hyperparameters(model_config=model_config, steps=4, warmup_steps=0)
+        hp = Hyperparameters(model_config=model_config, steps=4, warmup_steps=0)
         options = {**dataclasses.asdict(hp), "data_dir": tiny_data, "run_dir": str(tmp_path / "empty")}
         (tmp_path / "empty" / "options.json").write_text(json.dumps(options))
         train.main(["--resume", str(tmp_path / "empty")])
@@ -68,16 +72,18 @@ def test_data_and_model_config_must_agree(tiny_data, model_config, tmp_path):
 
 def test_options_json_holds_every_hyperparameter_and_resume_reads_them_back(trained):
     options = json.loads((trained / "options.json").read_text())
-    hp = train.Hyperparameters.from_options(options)
+    hp = Hyperparameters.from_options(options)
     assert {f.name for f in dataclasses.fields(hp)} <= set(options)
     assert hp.steps == 4 and hp.num_views == 2 and hp.num_objects == 3  # as train_run asked
-    resumed, launch = train.parse_args(["--resume", str(trained)])
+    resumed, launch = hyperparameters.parse_args(["--resume", str(trained)])
     assert resumed == hp and launch.run_dir == str(trained) and launch.data_dir == options["data_dir"]
     # a run from before today's defaults of these flags resumes as it was trained, not with them
-    newer = ("matching", "crop_references", "box_head_convs", "box_coordinates", "box_score", "box_objectness")
-    older = train.Hyperparameters.from_options({k: v for k, v in options.items() if k not in newer})
-    assert [getattr(older, k) for k in newer] == ["add", 0.0, 0, "yolo", "objectness", "one"]
-    assert [getattr(hp, k) for k in newer] == ["film", 0.5, 2, "giou", "geometric", "iou"]
+    newer = ("matching", "crop_references", "box_head_convs", "box_coordinates", "box_objectness")
+    older = Hyperparameters.from_options({k: v for k, v in options.items() if k not in newer})
+    assert [getattr(older, k) for k in newer] == ["add", 0.0, 0, "yolo", "one"]
+    assert [getattr(hp, k) for k in newer] == ["film", 0.5, 2, "giou", "iou"]
+    assert options["config"] is None and json.loads((trained / "inference.json").read_text()) == {
+        "box_score": "geometric", "presence_power": 0.0, "operating_points": []}
 
 
 def script_defaults(script):
@@ -86,23 +92,59 @@ def script_defaults(script):
     return dict(re.findall(r'^: "\$\{(\w+):=([^}]*)\}"', text, flags=re.M))
 
 
-@pytest.mark.parametrize("script, parser", [("v3_train.sh", train.make_parser), ("v3_test.sh", yolz_test.make_parser)])
-def test_shell_scripts_defaults_are_the_pythons(script, parser):
-    """Users edit the variables at the top of the scripts; each must say what the Python default is."""
-    parser = parser()
-    flags = {a.dest: a for a in parser._actions}
+def test_v3_tests_defaults_are_test_pys():
+    """Users edit the variables at the top of v3_test.sh; each must say what the Python default is."""
+    flags = {a.dest: a for a in yolz_test.make_parser()._actions}
     checked = 0
-    for name, value in script_defaults(script).items():
+    for name, value in script_defaults("v3_test.sh").items():
         action = flags.get(name.lower())
         if action is None or action.default is None:
-            continue  # not a flag, or a launch setting with no default (RUN_DIR, the multi-host ones)
+            continue  # not a flag
         converted = (action.type or str)(value) if value else value
-        assert converted == action.default, f"{script}: {name}={value} but the flag's default is {action.default}"
+        assert converted == action.default, f"v3_test.sh: {name}={value} but the flag's default is {action.default}"
         checked += 1
-    assert checked >= 5
-    text = open(os.path.join(REPO, script)).read()
-    for name in script_defaults(script):  # every variable reaches the command line
-        assert f'"${name}"' in text.split("set -x", 1)[1] or name in ("RUN_DIR",), name
+    assert checked >= 4
+
+
+def test_v3_train_sh_runs_the_demo_recipe_as_train_py_config_demo_does(tmp_path):
+    """sh v3_train.sh (its command echoed by a stand-in python) parses to the options python train.py
+    --config demo gives, apart from the paths; its variables reach the command line."""
+    def script_args(**env):
+        out = subprocess.run(["sh", os.path.join(REPO, "v3_train.sh")], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHON": "echo", **env}).stdout
+        return out.split()[1:]  # after train.py
+
+    hp, launch = hyperparameters.parse_args(script_args())
+    demo, demo_launch = hyperparameters.parse_args(["--config", "demo", "--run-dir", "runs/x"])
+    assert hp == demo and launch.config == demo_launch.config == "demo" and launch.data_dir == demo_launch.data_dir
+    hp, launch = hyperparameters.parse_args(script_args(CONFIG="pretrained", STEPS="700", SEED="3", RUN_DIR="r",
+                                                        FLAGS="--num-views 2 --learning-rate 0.01"))
+    assert (hp.steps, hp.seed, hp.num_views, hp.learning_rate, hp.eval_every, launch.run_dir) == \
+        (700, 3, 2, 0.01, 2000, "r")
+
+
+def test_every_recipe_loads_and_a_bad_one_is_one_line_naming_it(tmp_path):
+    for name in hyperparameters.recipes():
+        overrides, _ = hyperparameters.load_recipe(name)
+        hp, launch = hyperparameters.parse_args(["--config", name, "--run-dir", "r"])
+        assert all(getattr(hp, k) == v for k, v in overrides.items()) and launch.config == name
+    hp, _ = hyperparameters.parse_args(["--config", "pretrained", "--run-dir", "r", "--steps", "500"])  # flags win
+    assert (hp.steps, hp.eval_every) == (500, 2000)
+    assert hyperparameters.load_recipe("pretrained")[1] == {"presence_power": 4.0}
+    cases = [("OVERRIDES = {'steps': 0}", "steps = 0 is not what --steps takes"),
+             ("OVERRIDES = {'stepz': 1}", "stepz = 1 is not a hyperparameter"),
+             ("OVERRIDES = {'stop_scene_gradient': 1}", "is not what --stop-scene-gradient takes"),
+             ("OVERRIDES = {}\nINFERENCE = {'threshold': 0.5}", "INFERENCE sets box_score, presence_power only"),
+             ("OVERRIDES = {}\nINFERENCE = {'presence_power': -1}", "INFERENCE's presence_power=-1: give 0 or more"),
+             ("1 / 0", "does not run: division by zero"), ("X = 1", "a recipe sets OVERRIDES")]
+    path = tmp_path / "mine.py"
+    for text, message in cases:
+        path.write_text(text)
+        with pytest.raises(hyperparameters.DataError, match=f"{path}.*{re.escape(message)}"):
+            hyperparameters.load_recipe(str(path))
+    with pytest.raises(SystemExit, match="--config nothing: no such recipe"):
+        train.main(["--config", "nothing", "--run-dir", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
 
 
 def snapshot(run_dir):
@@ -137,7 +179,7 @@ def test_a_run_dir_that_holds_a_run_is_refused_before_anything_is_written(tiny_d
 
 
 def test_a_locked_run_dir_is_refused_and_a_dead_holders_lock_taken_over(tiny_data, model_config, tmp_path, capsys):
-    from util import RunDirLock
+    from runs import RunDirLock
 
     os.makedirs(tmp_path / "run")
     with RunDirLock(str(tmp_path / "run")):
@@ -173,7 +215,7 @@ def test_resume_takes_the_runs_options_and_may_only_raise_steps(tiny_data, train
                                          ("--focal-alpha", "2")])
 def test_bad_flags_are_one_line_errors(flag, value, capsys):
     with pytest.raises(SystemExit) as error:
-        train.parse_args(["--run-dir", "unused", flag, value])
+        hyperparameters.parse_args(["--run-dir", "unused", flag, value])
     assert error.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
 
 
@@ -212,7 +254,7 @@ def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_half_checkpoint
     train.main(["--resume", str(tmp_path / "run")])  # the command the message gives carries on
     assert json.loads((checkpoints / "latest.json").read_text())["step"] == 4
     # h5py's own error at the first checkpoint: its many-line message cut to one, and no checkpoint to resume
-    monkeypatch.setattr(train, "save_weights", lambda *_: (_ for _ in ()).throw(
+    monkeypatch.setattr(runs, "save_weights", lambda *_: (_ for _ in ()).throw(
         OSError(28, "Can't synchronously write data (file write failed:\n, errno = 28, ...)")))
     with pytest.raises(SystemExit) as error:
         train_run(tiny_data, tmp_path / "other", model_config)

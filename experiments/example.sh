@@ -1,7 +1,7 @@
 #!/bin/sh
 # The README's example detection: a test-split scene (objects never seen in training) searched for
 # three of its objects, given 4 reference views each, by detect.py with the pretrained model.
-#   sh docs/example.sh            # needs data/small (sh generate_split_chunk_data.sh); ~15 s
+#   sh experiments/example.sh     # needs data/small (sh generate_split_chunk_data.sh); ~15 s
 # Result: docs/detection_example.png, and detect.py's JSON on stdout.
 set -e
 cd "$(dirname "$0")/.."

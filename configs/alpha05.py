@@ -1,0 +1,16 @@
+"""alpha05: box_coordinates yolo, box_head_convs 0, focal_gamma 2.0, matching add, crop_references
+0.0.
+
+    python sweep.py run alpha05 --seeds 0 1       # ~15 min a seed, 2 cores (3000 steps, data/small)
+    python train.py --config alpha05 --run-dir runs/alpha05
+
+Result: its rows in experiments/log.md (mean and spread over the seeds), as the sweep ran it.
+"""
+
+OVERRIDES = {
+    'box_coordinates': 'yolo',
+    'box_head_convs': 0,
+    'focal_gamma': 2.0,
+    'matching': 'add',
+    'crop_references': 0.0,
+}

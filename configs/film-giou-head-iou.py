@@ -1,0 +1,11 @@
+"""film-giou-head-iou: box_head_convs 1.
+
+    python sweep.py run film-giou-head-iou --seeds 0 1       # ~15 min a seed, 2 cores (3000 steps, data/small)
+    python train.py --config film-giou-head-iou --run-dir runs/film-giou-head-iou
+
+Result: its rows in experiments/log.md (mean and spread over the seeds), as the sweep ran it.
+"""
+
+OVERRIDES = {
+    'box_head_convs': 1,
+}
