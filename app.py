@@ -172,5 +172,6 @@ def main(argv=None):
             demo.launch(server_name=args.host, server_port=args.port, share=False, allowed_paths=[folder],
                         max_file_size=f"{args.max_upload_mb}mb")
 
+
 if __name__ == "__main__":
     main()
