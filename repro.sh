@@ -1,10 +1,10 @@
 #!/bin/sh
 # The whole pipeline on the small default, on a fresh clone: makes .venv, renders the data, trains
 # the CPU config and tests it on the unseen test objects.
-# Runtime on a 2-core CPU: 22 min 52 s measured end to end on a fresh clone (2026-12-03): 6 min
-# installing and rendering (5 min 9 s of it rendering), 13 min 32 s training, 3 min 19 s testing
-# (5 evaluations); add ~1 min where pip downloads more. That run: test box AP50 0.548 (pooled;
-# COCO 0.588).
+# Runtime on a 2-core CPU: 26 min 16 s end to end on a fresh clone (2-core AMD EPYC, sh repro.sh:
+# 6 min 33 s rendering, 15 min 16 s training configs/demo.py (3.27 steps/s), ~4 min for the
+# evaluation suite, the rest installing and compiling). That run: test box AP50 0.535 (pooled;
+# COCO 0.570).
 # Result: data/small/, runs/<timestamp>/ (curves, weights) and runs/<timestamp>/test/index.html;
 # ends with test.py's headline figures on the unseen objects and the path of index.html.
 set -e
