@@ -114,7 +114,8 @@ def main(argv=None):
     near_picks, far_picks = (rng.integers(0, len(a[2]), (args.resamples, len(a[2]))) for a in (near, far))
     plain_ap = resampled_ap50(scene_hits(near, np.inf), near_picks)
     gated_ap = resampled_ap50(scene_hits(near, chosen), near_picks)
-    ratio = resampled_ap50(scene_hits(far, chosen), far_picks) / plain_ap
+    with np.errstate(divide="ignore", invalid="ignore"):  # a resampling with no hit at all: no ratio
+        ratio = resampled_ap50(scene_hits(far, chosen), far_picks) / plain_ap
     for label, values in (("test_shift with the gate / test plain", ratio),
                           ("test: gate - plain", gated_ap - plain_ap)):
         low, high = np.percentile(values, [2.5, 97.5])
