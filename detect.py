@@ -30,7 +30,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from data import GREY, DataError, composite_uint8  # noqa: E402
-from inference import OPERATING_THRESHOLD, Inference  # noqa: E402
+from inference import OPERATING_THRESHOLD, Inference, read_run_file  # noqa: E402
 from models import embed_objects, enable_compilation_cache, load_run  # noqa: E402
 from util import draw_boxes, exits_in_one_line, palette, save_png, upsample  # noqa: E402
 
@@ -181,6 +181,7 @@ class Detector:
     def __init__(self, run_dir="pretrained", **settings):
         self.run_dir = run_dir
         self.settings = settings
+        self.run_file = read_run_file(run_dir)  # read once: every call's settings resolve against it
         self.inference = self.resolved(settings, quiet=True)  # a bad setting is refused before the slow load
         self.run = load_run(run_dir)
         self.config = self.run.config
@@ -199,10 +200,10 @@ class Detector:
         if unknown:
             raise DataError(f"{unknown[0]}: no inference setting; give one of "
                             f"{', '.join(f.name for f in dataclasses.fields(Inference))}")
-        inference = Inference.for_run(self.run_dir, **settings)
+        inference = Inference.from_run_file(self.run_file, **settings)
         if inference.threshold is None and inference.flips:
-            inference = dataclasses.replace(inference, threshold=Inference.for_run(
-                self.run_dir, **{**settings, "flips": False}).threshold)
+            inference = dataclasses.replace(inference, threshold=Inference.from_run_file(
+                self.run_file, **{**settings, "flips": False}).threshold)
             if inference.threshold is not None and not quiet:
                 print(f"{self.run_dir} has no operating threshold for flips: using the one without; python test.py "
                       f"--run-dir {self.run_dir} --split validation --flips --choose-threshold chooses one",

@@ -18,12 +18,9 @@ import sys
 
 from data import DataError, read_json
 from inference import RUN_SETTINGS, Inference
-from util import (at_least_one, non_negative_float, non_negative_int, one_line, positive_float, positive_int,
-                  unit_interval)
-
-
-def hyperparameter(default, help, **argparse_options):
-    return dataclasses.field(default=default, metadata={"help": help, **argparse_options})
+from models import INFERENCE_KEYS_OF_OLD_RUNS
+from util import (at_least_one, flag_field, non_negative_float, non_negative_int, one_line, positive_float,
+                  positive_int, unit_interval)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -31,85 +28,85 @@ class Hyperparameters:
     """What a run trains with: each field is a flag (--field-name), a key of options.json and,
     as v3_train.sh's upper-case variable, what a user edits. Built by keyword only."""
 
-    model_config: str = hyperparameter("cpu", "seed (the original's sizes), cpu (the demo's), or a model_config.json")
-    steps: int = hyperparameter(3000, "train steps in all", type=positive_int)
-    scenes_per_step: int = hyperparameter(1, "B: scenes (episodes) per step, split over all devices",
-                                          type=positive_int)
-    num_objects: int = hyperparameter(16, "C: objects per scene per episode", type=positive_int)
-    num_views: int = hyperparameter(4, "N: anchor (and positive) views per object", type=positive_int)
-    absent_queries_per_scene: int = hyperparameter(
+    model_config: str = flag_field("cpu", "seed (the original's sizes), cpu (the demo's), or a model_config.json")
+    steps: int = flag_field(3000, "train steps in all", type=positive_int)
+    scenes_per_step: int = flag_field(1, "B: scenes (episodes) per step, split over all devices",
+                                      type=positive_int)
+    num_objects: int = flag_field(16, "C: objects per scene per episode", type=positive_int)
+    num_views: int = flag_field(4, "N: anchor (and positive) views per object", type=positive_int)
+    absent_queries_per_scene: int = flag_field(
         4, "K: objects of the split NOT in the scene queried per episode, with empty targets", type=non_negative_int)
-    absent_candidates: int = hyperparameter(
+    absent_candidates: int = flag_field(
         0, "hard absent queries: draw this many objects not in the scene and query the K of them whose mean "
         "anchor embedding is nearest one of the scene's queried objects; 0: the K drawn at random",
         type=non_negative_int)
-    optimizer: str = hyperparameter("adam", "the optax optimiser", choices=("adam", "adamw", "sgd"))
-    learning_rate: float = hyperparameter(1e-3, "peak learning rate", type=positive_float)
-    schedule: str = hyperparameter("cosine", "cosine: warmup then cosine decay to 0 at --steps",
-                                   choices=("constant", "cosine"))
-    warmup_steps: int = hyperparameter(100, "linear warmup from 0", type=non_negative_int)
-    weight_decay: float = hyperparameter(1e-4, "adamw only", type=non_negative_float)
-    momentum: float = hyperparameter(0.9, "sgd only", type=non_negative_float)
-    contrastive_loss_weight: float = hyperparameter(1.0, "of contrastive_loss", type=non_negative_float)
-    classifier_loss_weight: float = hyperparameter(100.0, "of classifier_loss, the per-cell loss (~100x "
-                                                   "smaller than the contrastive one)", type=non_negative_float)
-    box_loss_weight: float = hyperparameter(1.0, "of box_loss: the box head's objectness + coordinates losses",
-                                            type=non_negative_float)
-    box_ignore_iou: float = hyperparameter(
+    optimizer: str = flag_field("adam", "the optax optimiser", choices=("adam", "adamw", "sgd"))
+    learning_rate: float = flag_field(1e-3, "peak learning rate", type=positive_float)
+    schedule: str = flag_field("cosine", "cosine: warmup then cosine decay to 0 at --steps",
+                               choices=("constant", "cosine"))
+    warmup_steps: int = flag_field(100, "linear warmup from 0", type=non_negative_int)
+    weight_decay: float = flag_field(1e-4, "adamw only", type=non_negative_float)
+    momentum: float = flag_field(0.9, "sgd only", type=non_negative_float)
+    contrastive_loss_weight: float = flag_field(1.0, "of contrastive_loss", type=non_negative_float)
+    classifier_loss_weight: float = flag_field(100.0, "of classifier_loss, the per-cell loss (~100x "
+                                               "smaller than the contrastive one)", type=non_negative_float)
+    box_loss_weight: float = flag_field(1.0, "of box_loss: the box head's objectness + coordinates losses",
+                                        type=non_negative_float)
+    box_ignore_iou: float = flag_field(
         0.0, "a prediction whose box overlaps an instance by more than this is not taught to be background "
         "(YOLOv3's ignore threshold: 0.5); 0: every prediction but the responsible one is", type=unit_interval)
-    box_objectness: str = hyperparameter(
+    box_objectness: str = flag_field(
         "iou", "the responsible prediction's objectness target: one (YOLOv3's), or iou: the IoU of its box with "
         "the instance's (YOLOv2's), in a varifocal loss, so that a badly placed box scores low",
         choices=("one", "iou"))
-    box_coordinates: str = hyperparameter(
+    box_coordinates: str = flag_field(
         "giou", "the responsible prediction's coordinates loss: yolo (binary cross-entropy of the centre's offset "
         "in its cell, squared error of log size), or giou: 1 - the generalized IoU of its box with the instance's",
         choices=("yolo", "giou"))
-    box_cells: int = hyperparameter(
+    box_cells: int = flag_field(
         1, "cells responsible for each instance: 1, the one holding its centre (YOLOv2), or 3: also its nearer "
         "horizontal and vertical neighbour, whose boxes are taught to reach it (YOLOv5)", type=int, choices=(1, 3))
-    box_head_convs: int = hyperparameter(
+    box_head_convs: int = flag_field(
         2, "3x3 conv layers the box outputs read through, so that a cell sees its neighbours when it places a "
         "box (YOLOv3's heads); 0: each cell's box from its own features", type=non_negative_int)
-    temperature: float = hyperparameter(1.0, "of the contrastive softmax", type=positive_float)
-    contrastive_reduction: str = hyperparameter(
+    temperature: float = flag_field(1.0, "of the contrastive softmax", type=positive_float)
+    contrastive_reduction: str = flag_field(
         "mean", "over a scene's C + K objects: mean, or sum (the original's: with the same weights, the contrastive "
         "term ~C times stronger)", choices=("mean", "sum"))
-    embedding_batch_norm: str = hyperparameter(
+    embedding_batch_norm: str = flag_field(
         "batch", "in training, the embedding model's batch norm over all views of the step at once (batch), or over "
         "each object's N views (object: the original's)", choices=("batch", "object"))
-    focal_alpha: float = hyperparameter(0.5, "of the classifier's sigmoid focal loss (the box objectness keeps 0.25)",
-                                        type=unit_interval)
-    focal_gamma: float = hyperparameter(
+    focal_alpha: float = flag_field(0.5, "of the classifier's sigmoid focal loss (the box objectness keeps 0.25)",
+                                    type=unit_interval)
+    focal_gamma: float = flag_field(
         0.0, "of the classifier's sigmoid focal loss; 0 with alpha 0.5: binary cross-entropy (halved); 2: the "
         "original's focal loss; the box objectness keeps 2",
         type=non_negative_float)
-    dense_initializer: str = hyperparameter(
+    dense_initializer: str = flag_field(
         "glorot_uniform", "initialiser of the obj_embeddings and scene_features kernels (truncated_normal: the "
         "original's)", choices=("glorot_uniform", "truncated_normal"))
-    matching: str = hyperparameter(
+    matching: str = flag_field(
         "film", "how the object embedding meets the scene: add (the original's: once, at the bottleneck) or film "
         "(also a scale and shift per channel after every decoder and classifier layer)", choices=("add", "film"))
-    crop_references: float = hyperparameter(
+    crop_references: float = flag_field(
         0.5, "share of the objects whose anchor views are cut from other training scenes (as test.py --references "
         "crops) instead of rendered; 0: the original's, every view a render", type=unit_interval)
-    scene_zoom: float = hyperparameter(
+    scene_zoom: float = flag_field(
         1.0, "Z: each training scene seen zoomed by a factor from [1/Z, Z] (log-uniform) at a random place, its "
         "targets moved with it (as a camera farther or nearer would see it); 1: as rendered", type=at_least_one)
-    scene_zoom_direction: str = hyperparameter(
+    scene_zoom_direction: str = flag_field(
         "both", "of --scene-zoom: both ([1/Z, Z]) or out ([1/Z, 1]: only farther, as test_shift's cameras are)",
         choices=("both", "out"))
-    scene_zoom_share: float = hyperparameter(
+    scene_zoom_share: float = flag_field(
         1.0, "of --scene-zoom: the share of training scenes zoomed, the others as rendered", type=unit_interval)
-    stop_scene_gradient: bool = hyperparameter(False, "no gradient from the scene loss into the embedding model")
-    num_priors: int = hyperparameter(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",
-                                     type=non_negative_int)
-    seed: int = hyperparameter(0, "seeds the initial weights, the box priors and the loader", type=non_negative_int)
-    checkpoint_every: int = hyperparameter(500, "steps between checkpoints", type=positive_int)
-    eval_every: int = hyperparameter(500, "steps between validations", type=positive_int)
-    eval_episodes: int = hyperparameter(48, "validation episodes per validation", type=positive_int)
-    log_every: int = hyperparameter(10, "steps per line of train metrics", type=positive_int)
+    stop_scene_gradient: bool = flag_field(False, "no gradient from the scene loss into the embedding model")
+    num_priors: int = flag_field(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",
+                                 type=non_negative_int)
+    seed: int = flag_field(0, "seeds the initial weights, the box priors and the loader", type=non_negative_int)
+    checkpoint_every: int = flag_field(500, "steps between checkpoints", type=positive_int)
+    eval_every: int = flag_field(500, "steps between validations", type=positive_int)
+    eval_episodes: int = flag_field(48, "validation episodes per validation", type=positive_int)
+    log_every: int = flag_field(10, "steps per line of train metrics", type=positive_int)
 
     @property
     def absent_drawn(self):
@@ -126,7 +123,7 @@ class Hyperparameters:
         if not isinstance(options, dict):
             raise DataError(f"{source} is not a run's options (a JSON object): {fix}")
         if isinstance(options, dict):  # how boxes were scored: a training option of older runs, now inference.json's
-            options = {k: v for k, v in options.items() if k not in RUN_SETTINGS}
+            options = {k: v for k, v in options.items() if k not in INFERENCE_KEYS_OF_OLD_RUNS}
         known = {f.name for f in dataclasses.fields(cls)} | {f.name for f in dataclasses.fields(Launch)}
         unknown = sorted(set(options) - known)
         if unknown:

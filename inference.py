@@ -30,7 +30,7 @@ import numpy as np
 from boxes import decode, select
 from data import DataError, read_json, write_json_atomic
 from models import INFERENCE_KEYS, find_in_scenes, infer_batch
-from util import at_least_one, non_negative_float, unit_interval
+from util import at_least_one, flag_field, non_negative_float, unit_interval
 
 RUN_FILE = "inference.json"  # in a run dir: its settings and chosen operating points
 LEGACY_POINT_FILE = "operating_point.json"  # where runs written before RUN_FILE keep their thresholds
@@ -45,33 +45,29 @@ PYRAMID_MIN_GAIN = 0.06
 MAX_PYRAMID_SCALE, MAX_PYRAMID_LEVELS = 4.0, 3  # bounds on what a user may ask of it
 
 
-def setting(default, help, **argparse_options):
-    return dataclasses.field(default=default, metadata={"help": help, **argparse_options})
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Inference:
     """How outputs become detections; each field is a flag (--field-name). Built by keyword, each
     value checked as its flag would (a DataError naming it)."""
 
-    box_score: str = setting("geometric", "a box's score: objectness (the box head's own, YOLO's) or geometric (the "
-                             "geometric mean of that and its cell's P(object)); default: the run's",
-                             choices=("objectness", "geometric"))
-    presence_power: float = setting(0.0, "each box's score times its query's peak P(object) to this power (a "
-                                    "query-wide 'is it here at all'; 0: no gate); default: the run's",
-                                    type=non_negative_float)
-    threshold: float | None = setting(None, "lowest box score reported; default: the run's, chosen on its validation "
-                                      f"split to keep false alarms to {FALSE_ALARM_BUDGET} per absent object",
-                                      type=unit_interval)
-    nms_iou: float = setting(NMS_IOU, "non-max suppression IoU", type=unit_interval)
-    flips: bool = setting(False, "average the outputs over the scene and its left-right and upside-down mirror "
-                          "images (3x the time; the run's threshold for flips)")
-    pyramid_scales: tuple = setting((), "also look for small boxes in the scene enlarged by these factors, tile by "
-                                    "tile (e.g. 2: a camera farther than in training)", type=at_least_one,
-                                    nargs="+", metavar="SCALE")
-    pyramid_auto: bool = setting(False, f"the pyramid (of --pyramid-scales, else {PYRAMID_SCALES[0]:g}) only in scenes "
-                                 f"where it raises the median query's best box score by more than {PYRAMID_MIN_GAIN}: "
-                                 "for cameras of unknown distance")
+    box_score: str = flag_field("geometric", "a box's score: objectness (the box head's own, YOLO's) or geometric (the "
+                                "geometric mean of that and its cell's P(object)); default: the run's",
+                                choices=("objectness", "geometric"))
+    presence_power: float = flag_field(0.0, "each box's score times its query's peak P(object) to this power (a "
+                                       "query-wide 'is it here at all'; 0: no gate); default: the run's",
+                                       type=non_negative_float)
+    threshold: float | None = flag_field(None, "lowest box score reported; default: the run's, chosen on its "
+                                         f"validation split to keep false alarms to {FALSE_ALARM_BUDGET} per absent "
+                                         "object", type=unit_interval)
+    nms_iou: float = flag_field(NMS_IOU, "non-max suppression IoU", type=unit_interval)
+    flips: bool = flag_field(False, "average the outputs over the scene and its left-right and upside-down mirror "
+                             "images (3x the time; the run's threshold for flips)")
+    pyramid_scales: tuple = flag_field((), "also look for small boxes in the scene enlarged by these factors, tile by "
+                                       "tile (e.g. 2: a camera farther than in training)", type=at_least_one,
+                                       nargs="+", metavar="SCALE")
+    pyramid_auto: bool = flag_field(False, f"the pyramid (of --pyramid-scales, else {PYRAMID_SCALES[0]:g}) only in "
+                                    "scenes where it raises the median query's best box score by more than "
+                                    f"{PYRAMID_MIN_GAIN}: for cameras of unknown distance")
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -106,7 +102,11 @@ class Inference:
         """The run's own settings (RUN_DIR/inference.json, or an older run's files) with `given`
         overriding them; threshold, unless given, the run's operating point for this way of scoring
         (None before one is chosen: python test.py --split validation --choose-threshold)."""
-        stored = read_run_file(run_dir)
+        return cls.from_run_file(read_run_file(run_dir), **given)
+
+    @classmethod
+    def from_run_file(cls, stored, **given):
+        """for_run from read_run_file's dict, for a caller that resolves several settings of one run."""
         inference = cls(**{**{k: stored[k] for k in RUN_SETTINGS}, **given})
         if inference.threshold is None:
             point = inference.operating_point(stored["operating_points"])

@@ -52,6 +52,13 @@ def evaluation_flags(evaluation):
     return flags + (["--pyramid-auto"] if evaluation.get("pyramid_auto") else [])
 
 
+def chooses_threshold(run_dir, evaluation, settings=None):
+    """Whether an EVALUATIONS entry chooses the run's operating threshold: validation, while the run
+    has none for these inference settings."""
+    return (evaluation["split_name"] == "validation"
+            and Inference.for_run(run_dir, **(settings or {})).threshold is None)
+
+
 def evaluation_dir(split_name, references, inference, runs_own):
     """The name test.py gives an evaluation: the split, then what differs from a plain one (crops,
     the pyramid, a way of scoring other than the run's own `runs_own` Inference, flips)."""

@@ -24,8 +24,7 @@ import numpy as np
 
 import hyperparameters
 from data import DataError, read_json
-from inference import Inference
-from runs import EVALUATIONS, evaluation_flags
+from runs import EVALUATIONS, chooses_threshold, evaluation_flags
 from util import atomic_write, exits_in_one_line, huge_pages_env
 
 SPLITS = ("validation", "test")  # a seed counts once tested on both
@@ -83,7 +82,7 @@ def run_seed(run_dir, seed, flags, data_dir):
     for folder, evaluation in EVALUATIONS.items():
         missing_split = not os.path.isdir(os.path.join(data_dir, evaluation["split_name"]))  # test_shift: newer data
         if not missing_split and not os.path.exists(os.path.join(run_dir, folder, "metrics.json")):
-            choose = evaluation["split_name"] == "validation" and Inference.for_run(run_dir).threshold is None
+            choose = chooses_threshold(run_dir, evaluation)
             command = [python, "test.py", "--run-dir", run_dir, "--data-dir", data_dir, *evaluation_flags(evaluation),
                        *(["--choose-threshold"] if choose else []), "--num-pictures", "8"]
             run_step(command)

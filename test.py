@@ -25,10 +25,10 @@ from boxes import visible  # noqa: E402
 from data import GREY, DataError, Split, composite_uint8, read_json, write_json_atomic  # noqa: E402
 from evaluate import (MIN_SCORE, TEST_MARKER, box_figures, cell_figures, coco_figures, coco_json,  # noqa: E402
                       evaluate, evaluation_parser, load, not_test_outputs, object_embeddings, retrieval_recall)
-from inference import FALSE_ALARM_BUDGET, Inference  # noqa: E402
+from inference import FALSE_ALARM_BUDGET, Inference, read_run_file  # noqa: E402
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from runs import EVALUATIONS, evaluation_dir  # noqa: E402
+from runs import EVALUATIONS, chooses_threshold, evaluation_dir  # noqa: E402
 from util import (atomic_write, border, draw_boxes, exits_in_one_line, heatmap, hstack,  # noqa: E402
                   non_negative_int, positive_int, remove_stale_temps, save_figure, save_png, swap_dir, temp_path, tile,
                   upsample, vstack)
@@ -216,8 +216,10 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
     choose_threshold: choose that operating point on this split (validation, rendered references,
     no pyramid): the lowest score that keeps the absent queries within FALSE_ALARM_BUDGET false
     detections each, stored in RUN_DIR/inference.json (choose_operating_point)."""
-    inference = Inference.for_run(run_dir, **settings)  # a broken inference.json is refused now, not after
-    default_out = os.path.join(run_dir, evaluation_dir(split_name, references, inference, Inference.for_run(run_dir)))
+    run_file = read_run_file(run_dir)  # a broken inference.json is refused now, not after the evaluation
+    inference = Inference.from_run_file(run_file, **settings)
+    default_out = os.path.join(run_dir, evaluation_dir(split_name, references, inference,
+                                                       Inference.from_run_file(run_file)))
     out_dir = out_dir or default_out
     check_out_dir(out_dir, default_out)
     if choose_threshold:
@@ -327,7 +329,7 @@ def suite(run_dir, data_dir, **options):
         if not os.path.exists(os.path.join(data_dir, evaluation["split_name"], "manifest.json")):
             continue
         settings = {k: v for k, v in options.items() if k in Inference.__dataclass_fields__}
-        choose = evaluation["split_name"] == "validation" and Inference.for_run(run_dir, **settings).threshold is None
+        choose = chooses_threshold(run_dir, evaluation, settings)
         print(f"--- {name}" + (" (choosing the run's operating threshold)" if choose else ""), flush=True)
         done[name] = test(run_dir, data_dir, **{**options, **evaluation}, choose_threshold=choose)
     if not done:

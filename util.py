@@ -4,6 +4,7 @@ lock, and pictures of scenes, masks, boxes and reference views."""
 import argparse
 import colorsys
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -39,6 +40,12 @@ at_least_one = _number(float, 1.0, None, "a number of 1 or more")
 class DataError(ValueError):
     """Input that cannot be used (a missing or broken file, a bad argument): its message is the one
     line to show, naming the thing and what to do."""
+
+
+def flag_field(default, help, **argparse_options):
+    """A dataclass field that is also a command-line flag: its help and argparse options (type,
+    choices, ...) in its metadata (hyperparameters.Hyperparameters, inference.Inference)."""
+    return dataclasses.field(default=default, metadata={"help": help, **argparse_options})
 
 
 def io_error_line(error, hint=True):
