@@ -78,10 +78,12 @@ def bench_loader(args):
         data_dir = args.data_dir or synthetic_dataset(tmp, num_scenes=64, num_objects=200, views_per_object=32)
         split = Split(data_dir, "train")
         loader = EpisodeLoader(split, num_objects=16, num_views=8, seed=0, training=True)
+        augmenting = EpisodeLoader(split, num_objects=16, num_views=8, seed=0, training=True, photometric=True)
         time_episodes(loader.batches(1), split.num_scenes)  # warm the page cache
         rows = []
         for name, make in (("episode() in a loop", lambda: loader.batches(1)),
-                           ("with background prefetch", lambda: prefetch(loader.batches(1)))):
+                           ("with background prefetch", lambda: prefetch(loader.batches(1))),
+                           ("with --photometric, in a loop", lambda: augmenting.batches(1))):
             rows.append({"loader": name, "episodes_per_s": round(time_episodes(make(), args.episodes), 1)})
         episode = loader.episode(0)
     mb = sum(v.nbytes for v in episode.values()) / 1e6
@@ -256,21 +258,23 @@ def bench_generate(args):
               "--views-per-object", "1", "--scenes-per-chunk", "4"]
     rows = []
     for workers in sorted({1, os.cpu_count()}):
-        row = {"workers": workers}
-        for kind, extra in (("views", views), ("scenes", scenes)):
-            with tempfile.TemporaryDirectory() as tmp:
-                config = generate_data.generation_config(generate_data.parse_args(["--out-dir", tmp, *common, *extra]))
-                count = (82 * config["views_per_object"]) if kind == "views" else args.scenes
-                start = time.perf_counter()
-                generate_data.main(["--out-dir", tmp, "--workers", str(workers), *common, *extra])
-                row[f"{kind}_per_s"] = round(count / (time.perf_counter() - start), 2)
-        rows.append(row)
+        for appearance in ("fixed", "random"):  # side by side: domain randomisation's cost
+            row = {"workers": workers, "appearance": appearance}
+            for kind, extra in (("views", views), ("scenes", scenes)):
+                with tempfile.TemporaryDirectory() as tmp:
+                    argv = ["--out-dir", tmp, "--appearance", appearance, *common, *extra]
+                    config = generate_data.generation_config(generate_data.parse_args(argv))
+                    count = (82 * config["views_per_object"]) if kind == "views" else args.scenes
+                    start = time.perf_counter()
+                    generate_data.main([*argv, "--workers", str(workers)])
+                    row[f"{kind}_per_s"] = round(count / (time.perf_counter() - start), 2)
+            rows.append(row)
     result = {"benchmark": "generate", "profile": args.profile, "scenes": args.scenes, "views": 82 * 24,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "rows": rows}
     print(f"generate_data.py, {args.profile} profile sizes ({args.scenes} scenes; 82 objects x their views), "
-          "worker start-up included\n| workers | scenes/s | reference views/s |\n|---|---|---|")
+          "worker start-up included\n| workers | --appearance | scenes/s | reference views/s |\n|---|---|---|---|")
     for row in rows:
-        print(f"| {row['workers']} | {row['scenes_per_s']} | {row['views_per_s']} |")
+        print(f"| {row['workers']} | {row['appearance']} | {row['scenes_per_s']} | {row['views_per_s']} |")
     return result
 
 

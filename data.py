@@ -19,6 +19,7 @@ import queue
 import shutil
 import threading
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -26,25 +27,45 @@ from render import padded_box_cells
 from util import DataError, atomic_write, temp_path
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "validation", "test", "test_shift", "validation_shift")  # appended only: a split's
-# index seeds its chunks (generate_data.chunk_rng)
-# test_shift: the test objects again, in scenes photographed from outside the training camera ranges;
-# validation_shift: the validation objects so, where test-time choices for such cameras are made
-SAME_OBJECTS_AS = {"test_shift": "test", "validation_shift": "validation"}
+SPLITS = ("train", "validation", "test", "test_shift", "validation_shift", "test_backlit", "test_relit",
+          "test_everyday")  # appended only: a split's index seeds its chunks (generate_data.chunk_rng)
+# The robustness splits, each the test objects under one condition outside the training ranges:
+# test_shift, scenes photographed from farther, lower and every side (validation_shift: the validation
+# objects so, where choices for such cameras are made); test_backlit, references lit from behind as
+# the original rendered them; test_relit, scenes under a low, tinted light; test_everyday, pybullet's
+# everyday meshes (a held-out object family) among test objects
+SAME_OBJECTS_AS = {"test_shift": "test", "validation_shift": "validation", "test_backlit": "test",
+                   "test_relit": "test", "test_everyday": "test"}
 CHECKSUM_FILE = "checksum.sha256"
 GREY = 128
 MAKE_DATA_HINT = "make it with `sh generate_split_chunk_data.sh` (or `python generate_data.py --out-dir DIR`)"
 
 
 def parse_id_range(text):
-    """'800-899' -> range(800, 900), inclusive at both ends as users write it."""
-    try:
-        lo, hi = (int(part) for part in text.split("-"))
-    except ValueError:
-        raise ValueError(f"object id range {text!r} must look like 800-899") from None
-    if hi < lo:
-        raise ValueError(f"object id range {text!r} is empty")
-    return range(lo, hi + 1)
+    """'800-899' -> [800, ..., 899], inclusive at both ends as users write it; ranges joined by
+    commas ('0-799,10000-19999') are listed one after the other."""
+    ids = []
+    for part in text.split(","):
+        try:
+            lo, hi = (int(end) for end in part.split("-"))
+        except ValueError:
+            raise ValueError(f"object id range {text!r} must look like 800-899 or 0-799,10000-19999") from None
+        if hi < lo:
+            raise ValueError(f"object id range {part!r} is empty")
+        ids.extend(range(lo, hi + 1))
+    if len(set(ids)) < len(ids):
+        raise ValueError(f"object id ranges {text!r} overlap")
+    return ids
+
+
+def format_id_ranges(ids):
+    """[900, 901, 902, 1000] -> '900-902,1000-1000': parse_id_range's text for a list of ids."""
+    ranges, start = [], 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or ids[i] != ids[i - 1] + 1:
+            ranges.append(f"{ids[start]}-{ids[i - 1]}")
+            start = i
+    return ",".join(ranges)
 
 
 def write_json_atomic(path, obj, indent=1):
@@ -298,6 +319,54 @@ def zoom_scene(rgb, boxes, visible_masks, z, offset):
     return image, moved, box_masks, visible
 
 
+# Photometric augmentation's ranges, drawn per image: a camera's exposure, contrast, response and white
+# balance, its optics and sensor, and a compressed photo's blocks
+PHOTOMETRIC = dict(brightness=(0.6, 1.4), contrast=(0.6, 1.4), gamma=(0.7, 1.4), saturation=(0.4, 1.6),
+                   hue_degrees=(-20.0, 20.0), blur_share=0.25, blur_sigma=(0.4, 1.2), noise_share=0.3,
+                   noise_std=(2.0, 10.0), jpeg_share=0.3, jpeg_quality=(30, 90))
+# RGB <-> YIQ: hue turns I and Q about Y, saturation scales them
+TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+FROM_YIQ = np.linalg.inv(TO_YIQ).astype(np.float32)
+
+
+def photometric_augmentation(images, rng):
+    """Each image as another camera and light might have taken it: gamma, hue, saturation,
+    brightness and contrast, then for a share of them blur, sensor noise and JPEG artefacts, each
+    drawn from PHOTOMETRIC. images (n, H, W, 3) uint8 -> (n, H, W, 3) uint8, a new array.
+
+    OpenCV's lookup tables and colour matrix one image at a time: on 64x64 views several times
+    faster than the same maths as numpy arrays over the whole batch."""
+    p, n = PHOTOMETRIC, len(images)
+    gamma, saturation, brightness, contrast = (rng.uniform(*p[k], size=(n, 1))
+                                               for k in ("gamma", "saturation", "brightness", "contrast"))
+    angle = np.radians(rng.uniform(*p["hue_degrees"], size=n))
+    blur, noise, jpeg = (rng.uniform(size=n) < p[k] for k in ("blur_share", "noise_share", "jpeg_share"))
+    sigma, std = rng.uniform(*p["blur_sigma"], size=n), rng.uniform(*p["noise_std"], size=n)
+    quality = rng.integers(*p["jpeg_quality"], size=n, endpoint=True)
+    levels = np.arange(256)
+    gamma_tables = np.rint((levels / 255) ** gamma * 255).astype(np.uint8)  # (n, 256)
+    turn = np.zeros((n, 3, 3))
+    turn[:, 0, 0] = 1
+    turn[:, 1, 1] = turn[:, 2, 2] = saturation[:, 0] * np.cos(angle)
+    turn[:, 2, 1] = saturation[:, 0] * np.sin(angle)
+    turn[:, 1, 2] = -turn[:, 2, 1]
+    colours = FROM_YIQ @ turn @ TO_YIQ * brightness[:, :, None]  # (n, 3, 3)
+    out = np.empty_like(images)
+    for i in range(n):
+        image = cv2.transform(cv2.LUT(images[i], gamma_tables[i]), colours[i])  # (H, W, 3) uint8, saturated
+        mean = sum(cv2.mean(image)[:3]) / 3
+        out[i] = cv2.LUT(image, np.clip(np.rint((levels - mean) * contrast[i] + mean), 0, 255).astype(np.uint8))
+    for i in np.flatnonzero(blur):
+        out[i] = cv2.GaussianBlur(out[i], (0, 0), sigma[i])
+    if noise.any():
+        grain = rng.normal(0, 1, size=(noise.sum(), *images.shape[1:])) * std[noise, None, None, None]
+        out[noise] = np.clip(out[noise] + grain, 0, 255).astype(np.uint8)
+    for i in np.flatnonzero(jpeg):
+        out[i] = cv2.imdecode(cv2.imencode(".jpg", out[i], [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])[1],
+                              cv2.IMREAD_UNCHANGED)
+    return out
+
+
 class EpisodeLoader:
     """Training episodes as in the original: one scene, C of its objects, N anchor and N positive
     views of each (all 2N distinct), the C target masks; uint8 throughout. With num_absent = K,
@@ -313,12 +382,14 @@ class EpisodeLoader:
     `crop_share` of the objects' in training (their positives stay rendered, so the contrastive
     loss ties crops to renders). With zoom Z > 1, each scene is seen zoomed by a factor drawn
     log-uniformly from [1/Z, Z] (zoom_in False: [1/Z, 1], never nearer) at a random place
-    (zoom_scene), targets moved with it; with zoom_share < 1, only that share of the scenes.
+    (zoom_scene), targets moved with it; with zoom_share < 1, only that share of the scenes. With
+    `photometric`, the scene and every view are recoloured, blurred, noised and compressed apart
+    (photometric_augmentation).
     """
 
     def __init__(self, split, num_objects, num_views, seed, training, position=0, num_absent=0, positives=True,
                  background=None, crops=None, crop_share=1.0, zoom=1.0, zoom_in=True,
-                 zoom_share=1.0):
+                 zoom_share=1.0, photometric=False):
         if num_objects > split.objects_per_scene:
             raise DataError(f"{split.name} scenes hold {split.objects_per_scene} objects each, fewer than "
                             f"the {num_objects} objects per episode asked for: lower C (--num-objects)")
@@ -343,6 +414,7 @@ class EpisodeLoader:
         self.zoom = zoom
         self.zoom_in = zoom_in
         self.zoom_share = zoom_share
+        self.photometric = photometric
         self.training = training
         self._epoch_order = (None, None)
 
@@ -386,6 +458,11 @@ class EpisodeLoader:
             offset = rng.uniform(*sorted((0.0, rgb.shape[0] * (1 - z))), size=2)
             if self.zoom_share >= 1 or rng.uniform() < self.zoom_share:  # share 1 draws as it did before shares
                 rgb, boxes, box_masks, visible_masks = zoom_scene(rgb, boxes, visible_masks, z, offset)
+        if self.photometric:  # drawn after the zoom, for the same reason
+            rgb = photometric_augmentation(rgb[None], rng)[0]
+            views = views.copy()
+            views[..., :3] = photometric_augmentation(views[..., :3].reshape(-1, *views.shape[-3:-1], 3),
+                                                      rng).reshape(*views.shape[:-1], 3)
 
         def absent_too(array, fill):  # (C, ...) -> (C + K, ...), the absent objects' rows filled
             return np.concatenate([array, np.full((k, *array.shape[1:]), fill, dtype=array.dtype)])

@@ -30,6 +30,7 @@ from data import GREY, SPLITS, EpisodeLoader, SceneCrops, Split
 from inference import FALSE_ALARM_BUDGET, NMS_IOU, Inference
 from metrics import average_precision, box_metrics, match_detections, pixel_metrics, recall_at_1
 from models import INFERENCE_KEYS, check_scene_size, embed_objects, load_run
+from render import object_family
 from util import non_negative_int, unit_interval
 
 OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 0.05))
@@ -84,9 +85,9 @@ def evaluation_parser(description, out_dir_help=None, run_dir_help="a finished r
     parser.add_argument("--run-dir", default="pretrained", help=run_dir_help)
     parser.add_argument("--data-dir", default="data/small", help="made by generate_split_chunk_data.sh")
     if split:
-        parser.add_argument("--split", choices=tuple(s for s in SPLITS if s != "train"), default="test",
-                            help="test_shift, validation_shift: the test or validation objects seen from cameras "
-                            "outside the training ranges")
+        parser.add_argument("--split", choices=SPLITS, default="test",
+                            help="the robustness splits (data.SPLITS): the test objects under conditions outside "
+                            "the training ranges; train: the objects trained on, for the seen-versus-unseen gap")
     if out_dir_help:
         parser.add_argument("--out-dir", help=out_dir_help)
     parser.add_argument("--absent-queries", type=non_negative_int, default=4,
@@ -162,12 +163,14 @@ def cell_figures(pred, retrieval_recall=None):
     return out
 
 
-def box_queries(pred):
-    """-> (present, absent): (boxes, scores, visible true boxes) of each query's detections."""
+def box_queries(pred, where=None):
+    """-> (present, absent): (boxes, scores, visible true boxes) of each query's detections; where
+    (S, Q) bool: only those queries."""
     present, absent = [], []
     for s, row in enumerate(pred.detections):
         for q, (boxes, scores) in enumerate(row):
-            (present if q < pred.num_present else absent).append((boxes, scores, visible(pred.boxes[s, q])))
+            if where is None or where[s, q]:
+                (present if q < pred.num_present else absent).append((boxes, scores, visible(pred.boxes[s, q])))
     return present, absent
 
 
@@ -186,6 +189,23 @@ def box_figures(pred, threshold):
                 "absent_false_positives_per_query": point["absent_false_positives_per_query"],
                 "box_recall_at_false_alarm_budget": recall, "box_threshold_at_false_alarm_budget": at,
                 "box_operating_points": operating_points(present, absent)})
+    return out
+
+
+def family_figures(pred, threshold):
+    """Box AP50, and recall and false alarms per absent query at the threshold, of each object
+    family's queries (render.object_family: blocks, everyday, procedural) -> {family: figures},
+    empty where the predictions hold one family only."""
+    families = np.vectorize(object_family)(pred.obj_ids)  # (S, Q) str
+    if len(np.unique(families)) < 2:
+        return {}
+    out = {}
+    for family in np.unique(families).tolist():
+        present, absent = box_queries(pred, families == family)
+        point = operating_points(present, absent, (threshold,))[str(threshold)]
+        out[family] = {"box_ap50": box_metrics(present + absent)["ap50"], "box_recall": point["recall"],
+                       "absent_false_positives_per_query": point["absent_false_positives_per_query"],
+                       "present_queries": len(present), "absent_queries": len(absent)}
     return out
 
 

@@ -27,8 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data import (FORMAT_VERSION, SAME_OBJECTS_AS, SPLITS, DataError, check_disjoint, chunk_is_valid,
-                  parse_id_range, read_json, stored_checksum, write_chunk, write_json_atomic)
-from render import NUM_OBJECTS, CameraRanges, Renderer
+                  format_id_ranges, parse_id_range, read_json, stored_checksum, write_chunk, write_json_atomic)
+from render import APPEARANCES, EVERYDAY, FIRST_EVERYDAY, OBJECT_FAMILIES, CameraRanges, Renderer, object_family
 from util import exits_in_one_line, non_negative_int, positive_int
 
 PROFILES = {
@@ -40,11 +40,15 @@ PROFILES = {
                  scene_size=640, grid_size=80),
 }
 KINDS = ("views", "scenes")
-# The shift splits' cameras (test_shift, validation_shift): farther, lower and from every side, outside
-# the ranges above
+EVERYDAY_IDS = f"{FIRST_EVERYDAY}-{FIRST_EVERYDAY + len(EVERYDAY) - 1}"
+OWN_IDS = ("train", "validation", "test", "test_everyday")  # the splits with an --*-ids option
+# The shift splits' cameras: farther, lower and from every side, outside the ranges above
+SHIFT_SPLITS = ("test_shift", "validation_shift")
 SHIFTED_CAMERA = CameraRanges(distance=(2.2, 3.0), pitch=(-55.0, -35.0), yaw=(0.0, 360.0))
+# How the robustness splits' renders differ from the data's own appearance (--appearance)
+SPLIT_APPEARANCES = {"test_backlit": {"views": "backlit"}, "test_relit": {"scenes": "relit"}}
 # What a data dir made before these options existed was rendered with: it is completed, not refused
-IMPLIED = {f"camera_{k}": list(v) for k, v in vars(CameraRanges()).items()}
+IMPLIED = {**{f"camera_{k}": list(v) for k, v in vars(CameraRanges()).items()}, "appearance": "fixed"}
 
 
 def parse_args(argv=None):
@@ -61,8 +65,14 @@ def parse_args(argv=None):
                         help="this machine's share of the chunks, 0 first")
     parser.add_argument("--shard-count", type=positive_int, default=1, help="machines rendering into one --out-dir")
     for split, ids in zip(SPLITS, ("0-799", "800-899", "900-999")):
-        parser.add_argument(f"--{split}-ids", default=ids, help=f"object ids of the {split} split, inclusive, within "
-                            f"0-{NUM_OBJECTS - 1}")
+        parser.add_argument(f"--{split}-ids", default=ids, help=f"object ids of the {split} split, inclusive; "
+                            f"ranges joined by commas ({OBJECT_FAMILIES})")
+    parser.add_argument("--test-everyday-ids", help="object ids of the test_everyday split (default: the first "
+                        f"--objects-per-scene test ids and the everyday meshes, {EVERYDAY_IDS})")
+    parser.add_argument("--appearance", choices=("fixed", "random"), default="fixed",
+                        help="how scenes and references are lit and photographed, every split but test_backlit's "
+                        "references and test_relit's scenes: fixed, as the original (one white light, references "
+                        "from one side); random, drawn per scene and per view (render.APPEARANCES)")
     for split in SPLITS:
         same = f" (default: as many as the {SAME_OBJECTS_AS[split]} split)" if split in SAME_OBJECTS_AS else ""
         parser.add_argument(f"--num-{split.replace('_', '-')}-scenes", type=non_negative_int,
@@ -90,6 +100,12 @@ def parse_args(argv=None):
     for split, same in SAME_OBJECTS_AS.items():
         if getattr(args, f"num_{split}_scenes") is None:
             setattr(args, f"num_{split}_scenes", getattr(args, f"num_{same}_scenes"))
+    if args.test_everyday_ids is None:
+        try:
+            test_ids = parse_id_range(args.test_ids)[:args.objects_per_scene]
+        except ValueError as error:
+            parser.error(f"--test-ids: {error}")
+        args.test_everyday_ids = f"{format_id_ranges(test_ids)},{EVERYDAY_IDS}"
     for key, value in vars(args).items():
         if "camera_" in key and value[0] > value[1]:
             parser.error(f"--{key.replace('_', '-')} {value[0]:g} {value[1]:g}: give the lower bound first")
@@ -99,15 +115,17 @@ def parse_args(argv=None):
     if args.scene_size % args.grid_size:
         parser.error(f"--scene-size {args.scene_size} must be a multiple of --grid-size {args.grid_size}")
     for split in SPLITS:
-        if split in SAME_OBJECTS_AS:
+        if split not in OWN_IDS:
             continue
         text = getattr(args, f"{split}_ids")
         try:
             ids = parse_id_range(text)
+            families = {object_family(obj_id) for obj_id in ids}
         except ValueError as error:
-            parser.error(f"--{split}-ids: {error}")
-        if ids[0] < 0 or ids[-1] >= NUM_OBJECTS:
-            parser.error(f"--{split}-ids {text}: pybullet has objects 0-{NUM_OBJECTS - 1} only")
+            parser.error(f"--{split.replace('_', '-')}-ids: {error}")
+        if split == "train" and "everyday" in families:
+            parser.error(f"--train-ids {text} includes everyday meshes: they are held out, to evaluate on only "
+                         f"({OBJECT_FAMILIES})")
         if len(ids) < args.objects_per_scene:
             parser.error(f"--{split}-ids {text} has fewer objects than --objects-per-scene {args.objects_per_scene}")
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
@@ -124,11 +142,16 @@ def generation_config(args):
 
 def split_ids(config, split):
     """The object-id range text of a split."""
-    return config[f"{SAME_OBJECTS_AS.get(split, split)}_ids"]
+    return config[f"{split if split in OWN_IDS else SAME_OBJECTS_AS.get(split, split)}_ids"]
+
+
+def split_appearances(config, split):
+    """{"scenes": name, "views": name} of render.APPEARANCES a split is rendered with."""
+    return {"scenes": config["appearance"], "views": config["appearance"], **SPLIT_APPEARANCES.get(split, {})}
 
 
 def scene_camera(config, split):
-    prefix = "shift_" if split in SAME_OBJECTS_AS else ""
+    prefix = "shift_" if split in SHIFT_SPLITS else ""
     return CameraRanges(**{k: tuple(config[f"{prefix}camera_{k}"]) for k in ("distance", "pitch", "yaw")})
 
 
@@ -157,8 +180,9 @@ def render_chunk(config, chunk):
     """Renders one chunk -> {name: array}."""
     renderer = Renderer()
     rng = chunk_rng(config, chunk)
+    appearance = APPEARANCES[split_appearances(config, chunk["split"])[chunk["kind"]]]
     if chunk["kind"] == "views":
-        views = np.stack([np.stack([renderer.reference_view(obj_id, rng, config["view_size"])
+        views = np.stack([np.stack([renderer.reference_view(obj_id, rng, config["view_size"], appearance)
                                     for _ in range(config["views_per_object"])])
                           for obj_id in chunk["obj_ids"]])  # (M, V, h, w, 4) uint8
         arrays = dict(views=views, obj_ids=np.asarray(chunk["obj_ids"], dtype=np.int16))
@@ -169,7 +193,7 @@ def render_chunk(config, chunk):
         for _ in range(chunk["count"]):
             obj_ids = rng.choice(ids, size=config["objects_per_scene"], replace=False)
             rgb, labels = renderer.scene(obj_ids, rng, config["scene_size"], config["grid_size"],
-                                         config["instances_per_object"], camera)
+                                         config["instances_per_object"], camera, appearance)
             scenes.append(dict(rgb=rgb, **vars(labels)))
         arrays = {key: np.stack([s[key] for s in scenes]) for key in scenes[0]}  # (S, ...)
     renderer.close()
@@ -274,6 +298,7 @@ def manifest_for(config, split, chunks, split_dir):
         "split": split,
         "object_ids": split_ids(config, split),
         "camera": vars(scene_camera(config, split)),
+        "appearance": split_appearances(config, split),
         "num_objects": len(ids),
         "num_scenes": config[f"num_{split}_scenes"],
         "views_per_object": config["views_per_object"],

@@ -1,13 +1,13 @@
 #!/bin/sh
 # Renders the train / validation / test splits (objects 0-799 / 800-899 / 900-999) with pybullet
-# into chunks under $OUT_DIR, and test_shift (the test objects seen from cameras outside the
-# training ranges: the robustness test) and validation_shift (the validation objects so: where
-# choices for such cameras are made), then writes a contact sheet of a few training scenes.
-# Runtime on a 2-core CPU: small profile ~6 min (584 MB; estimated: ~4 min measured before
-# the shift splits, which add 10 of 48 chunks); full profile (the original's scale)
-# ~1 h (estimated from the small one, ~22 GB). Killed? Run it again: it carries on.
-# Result: $OUT_DIR/{train,validation,test,test_shift,validation_shift}/manifest.json and
-# $OUT_DIR/preview_train.png.
+# into chunks under $OUT_DIR, and the robustness splits (docs/data.md): test_shift and
+# validation_shift (cameras outside the training ranges), test_backlit (references lit from
+# behind), test_relit (scenes under a low, tinted light) and test_everyday (pybullet's everyday
+# meshes among test objects); then a contact sheet of a few training scenes.
+# Runtime on a 2-core CPU: small profile ~8 min, 718 MB (6 min 33 s measured for the first five
+# splits, 1 min 46 s for the last three); full profile (the original's scale) ~1.3 h (estimated
+# from the small one, ~30 GB). Killed? Run it again: it carries on.
+# Result: $OUT_DIR/SPLIT/manifest.json for each split and $OUT_DIR/preview_train.png.
 # On K machines sharing $OUT_DIR: SHARD_INDEX=i SHARD_COUNT=K on machine i (docs/training.md, Speed and scaling out).
 set -e
 cd "$(dirname "$0")"
@@ -21,6 +21,7 @@ cd "$(dirname "$0")"
 : "${TRAIN_IDS:=0-799}"
 : "${VALIDATION_IDS:=800-899}"
 : "${TEST_IDS:=900-999}"
+: "${APPEARANCE:=fixed}"              # fixed (the original's light and reference camera) or random (docs/data.md)
 # Left empty, these take the profile's value (python generate_data.py --help lists them).
 : "${NUM_TRAIN_SCENES:=}"
 : "${NUM_VALIDATION_SCENES:=}"
@@ -33,7 +34,7 @@ cd "$(dirname "$0")"
 set -x
 "$PYTHON" generate_data.py --out-dir "$OUT_DIR" --profile "$PROFILE" --seed "$SEED" --workers "$WORKERS" \
   --shard-index "$SHARD_INDEX" --shard-count "$SHARD_COUNT" \
-  --train-ids "$TRAIN_IDS" --validation-ids "$VALIDATION_IDS" --test-ids "$TEST_IDS" \
+  --train-ids "$TRAIN_IDS" --validation-ids "$VALIDATION_IDS" --test-ids "$TEST_IDS" --appearance "$APPEARANCE" \
   ${NUM_TRAIN_SCENES:+--num-train-scenes "$NUM_TRAIN_SCENES"} \
   ${NUM_VALIDATION_SCENES:+--num-validation-scenes "$NUM_VALIDATION_SCENES"} \
   ${NUM_TEST_SCENES:+--num-test-scenes "$NUM_TEST_SCENES"} \

@@ -99,6 +99,9 @@ class Hyperparameters:
         choices=("both", "out"))
     scene_zoom_share: float = flag_field(
         1.0, "of --scene-zoom: the share of training scenes zoomed, the others as rendered", type=unit_interval)
+    photometric: bool = flag_field(
+        False, "photometric augmentation: each training scene and view recoloured (gamma, hue, saturation, brightness, "
+        "contrast), and some blurred, noised and JPEG-compressed, apart (data.PHOTOMETRIC's ranges)")
     stop_scene_gradient: bool = flag_field(False, "no gradient from the scene loss into the embedding model")
     num_priors: int = flag_field(3, "A: box priors per cell, k-means on the training boxes; 0: no box head",
                                  type=non_negative_int)

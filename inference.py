@@ -162,8 +162,10 @@ class Inference:
         """A batch's model outputs -> ((B, Q, G, G) P(object), [B][Q] of (every candidate box, score),
         or None without a box head). scenes: the (B, H, H, 3) uint8 scenes answered; rerun(scenes)
         -> (P(object), raw outputs) of other scenes for the same objects (flips, pyramid tiles)."""
-        if self.flips:
-            probs, raw = averaged_over_flips(probs, raw, scenes, rerun)
+        def flipped(probs, raw, scenes):  # the scene and the pyramid's tiles alike, so that their scores compare
+            return averaged_over_flips(probs, raw, scenes, rerun) if self.flips else (probs, raw)
+
+        probs, raw = flipped(probs, raw, scenes)
         probs = np.asarray(probs)
         if raw is None:
             return probs, None
@@ -171,7 +173,7 @@ class Inference:
         scales, min_gain = self.pyramid
         if scales:
             def answer_tiles(tiles):
-                tile_probs, tile_raw = rerun(tiles)
+                tile_probs, tile_raw = flipped(*rerun(tiles), tiles)
                 return self.scored(config, np.asarray(tile_raw), np.asarray(tile_probs))
             found = with_pyramid(found, scenes, scales, answer_tiles, config, min_gain)
         return probs, found

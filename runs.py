@@ -33,13 +33,19 @@ from util import atomic_write, hstack, io_error_line, remove_stale_temps, save_f
 
 # The evaluation suite, in order: test.py --suite (v3_test.sh) and sweep.py run each into RUN_DIR/NAME
 # as test.test(**kwargs). Validation first: it chooses the run's operating threshold when it has none.
-# test_shift: the test objects from cameras outside the training ranges (plainly, and with the
-# far-camera pyramid where a scene asks for it); test_crops: reference views cut from other scenes.
+# Then the robustness evaluations, the test objects under conditions outside the training ranges:
+# cameras farther and lower (test_shift, plainly and with the far-camera pyramid where a scene asks
+# for it), reference views cut from other scenes (test_crops), references lit from behind
+# (test_backlit), scenes under a low tinted light (test_relit), everyday meshes among the objects
+# (test_everyday); and test.
 EVALUATIONS = {
     "validation": {"split_name": "validation"},
     "test_shift": {"split_name": "test_shift"},
     "test_shift_pyramid2_auto": {"split_name": "test_shift", "pyramid_auto": True},
     "test_crops": {"split_name": "test", "references": "crops"},
+    "test_backlit": {"split_name": "test_backlit"},
+    "test_relit": {"split_name": "test_relit"},
+    "test_everyday": {"split_name": "test_everyday"},
     "test": {"split_name": "test"},
 }
 

@@ -31,6 +31,8 @@ SPLITS = ("validation", "test")  # a seed counts once tested on both
 COLUMNS = (  # (metrics.json key, header): higher is better except false positives
     ("average_precision", "per-cell AP"),
     ("box_ap50", "box AP50"),
+    ("coco_ap50", "COCO AP50"),
+    ("box_recall", "recall at threshold"),
     ("box_ap50_95", "AP[.50:.95]"),
     ("absent_false_positives_per_query", "FP / absent query"),
     ("retrieval_recall@1", "recall@1"),
@@ -69,8 +71,8 @@ def run_step(command, env=None):
                         "seeds are kept") from None
 
 
-def run_seed(run_dir, seed, flags, data_dir):
-    """Trains (or carries on) one seed, then tests it on each split not yet tested."""
+def run_seed(run_dir, seed, flags, data_dir, eval_data_dir):
+    """Trains (or carries on) one seed on data_dir, then tests it on each split of eval_data_dir not yet tested."""
     python = sys.executable
     if not os.path.exists(os.path.join(run_dir, "scene.weights.h5")):
         if os.path.exists(os.path.join(run_dir, "checkpoints", "latest.json")):
@@ -80,22 +82,24 @@ def run_seed(run_dir, seed, flags, data_dir):
                        "--overwrite", *flags]
         run_step(command, env=huge_pages_env(os.environ))
     for folder, evaluation in EVALUATIONS.items():
-        missing_split = not os.path.isdir(os.path.join(data_dir, evaluation["split_name"]))  # test_shift: newer data
+        missing_split = not os.path.exists(os.path.join(eval_data_dir, evaluation["split_name"], "manifest.json"))
         if not missing_split and not os.path.exists(os.path.join(run_dir, folder, "metrics.json")):
             choose = chooses_threshold(run_dir, evaluation)
-            command = [python, "test.py", "--run-dir", run_dir, "--data-dir", data_dir, *evaluation_flags(evaluation),
+            command = [python, "test.py", "--run-dir", run_dir, "--data-dir", eval_data_dir,
+                       *evaluation_flags(evaluation),
                        *(["--choose-threshold"] if choose else []), "--num-pictures", "8"]
             run_step(command)
 
 
-ROBUSTNESS = (  # (header, the figure from one seed's {folder: metrics}): on the test objects
-    ("test box AP50", lambda m: m["test"]["box_ap50"]),
-    ("test_shift box AP50", lambda m: m["test_shift"]["box_ap50"]),
-    ("shift / test", lambda m: m["test_shift"]["box_ap50"] / m["test"]["box_ap50"]),
-    ("crops box AP50", lambda m: m["test_crops"]["box_ap50"]),
-    ("crops / test", lambda m: m["test_crops"]["box_ap50"] / m["test"]["box_ap50"]),
-    ("crops FP / absent query", lambda m: m["test_crops"]["absent_false_positives_per_query"]),
-)
+ROBUSTNESS_EVALUATIONS = ("test_shift", "test_crops", "test_backlit", "test_relit", "test_everyday")
+# (header, the figure from one seed's {folder: metrics}), on the test objects: each robustness
+# evaluation's box AP50 as a share of test's, and its recall and false alarms at the run's threshold
+ROBUSTNESS = (("test box AP50", lambda m: m["test"]["box_ap50"]),) + tuple(
+    (f"{name[5:]} {header}", lambda m, name=name, figure=figure: figure(m[name], m["test"]))
+    for name in ROBUSTNESS_EVALUATIONS
+    for header, figure in (("/ test", lambda m, test: m["box_ap50"] / test["box_ap50"]),
+                           ("recall", lambda m, test: m["box_recall"]),
+                           ("FP / absent", lambda m, test: m["absent_false_positives_per_query"])))
 
 
 TRAINING = (("contrastive_loss", "train contrastive loss, last 100 steps"),)  # the embedding's loss
@@ -146,7 +150,9 @@ def table(sweep_dir, recipes):
     tables = [(f"{split} split:", split, [h for _, h in COLUMNS], [k for k, _ in COLUMNS]) for split in SPLITS]
     tables.insert(1, ("training:", "train", [h for _, h in TRAINING], [k for k, _ in TRAINING]))
     headers = [h for h, _ in ROBUSTNESS]
-    tables.append(("robustness (test objects; test_shift: other cameras; crops: references cut from scenes):",
+    tables.append(("robustness (test objects; shift: other cameras; crops: references cut from scenes; backlit: "
+                   "references lit from behind; relit: scenes under a low tinted light; everyday: everyday meshes "
+                   "among them):",
                    "robustness", headers, headers))
     summaries = {recipe: summary(sweep_dir, recipe) for recipe in recipes}  # each run's files read once
     for title, part, headers, keys in tables:
@@ -178,7 +184,9 @@ def main(argv=None):
     run = commands.add_parser("run", help="train and test a recipe over seeds (train.py flags after --)")
     run.add_argument("recipe", help="a name for the recipe (a folder under --sweep-dir)")
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    run.add_argument("--data-dir", default="data/small")
+    run.add_argument("--data-dir", default="data/small", help="the data dir training reads")
+    run.add_argument("--eval-data-dir", help="the data dir the evaluation suite reads (default: --data-dir); "
+                     "recipes trained on other data (generate_data.py --appearance random, say) are compared on one")
     show = commands.add_parser("table", help="print the recipes' figures as markdown")
     show.add_argument("recipes", nargs="*", help="default: every recipe under --sweep-dir")
     args = parser.parse_args(argv)
@@ -197,7 +205,8 @@ def main(argv=None):
                                         seed_dir(args.sweep_dir, args.recipe, 0), *flags])
             check_recipe(args.sweep_dir, args.recipe, flags)
             for seed in args.seeds:
-                run_seed(seed_dir(args.sweep_dir, args.recipe, seed), seed, flags, args.data_dir)
+                run_seed(seed_dir(args.sweep_dir, args.recipe, seed), seed, flags, args.data_dir,
+                         args.eval_data_dir or args.data_dir)
         else:
             if not os.path.isdir(args.sweep_dir):
                 raise DataError(f"--sweep-dir {args.sweep_dir} does not exist: run python sweep.py run first")

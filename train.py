@@ -183,7 +183,8 @@ def train(hp, launch):
     loader = EpisodeLoader(train_split, hp.num_objects, hp.num_views, hp.seed, training=True,
                            num_absent=hp.absent_drawn, crop_share=hp.crop_references,
                            crops=SceneCrops(train_split) if hp.crop_references else None, zoom=hp.scene_zoom,
-                           zoom_in=hp.scene_zoom_direction == "both", zoom_share=hp.scene_zoom_share)
+                           zoom_in=hp.scene_zoom_direction == "both", zoom_share=hp.scene_zoom_share,
+                           photometric=hp.photometric)
     EpisodeLoader(val_split, hp.num_objects, hp.num_views, hp.seed, training=False, positives=False)  # C, N fit?
     if chief:
         os.makedirs(run_dir, exist_ok=True)

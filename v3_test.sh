@@ -3,13 +3,15 @@
 # objects 900-999) and draws y_true / y_pred overlays. With no argument: pretrained/.
 #   sh v3_test.sh [RUN_DIR]
 # The evaluation suite (runs.EVALUATIONS, those the data has): validation (where a run tested for
-# the first time chooses its operating threshold), test_shift (the test objects from cameras
-# outside the training ranges), the same with the far-camera pyramid where a scene asks for it,
-# test with reference views cut out of other scenes, and test.
-# Runtime on a 2-core CPU: ~5 min on the small profile (5 evaluations of 48 scenes x 16 objects).
-# Result: RUN_DIR/{validation,test_shift,test_shift_pyramid2_auto,test_crops,test}/ with
-# metrics.json, pr_curve.png, pairs/*.png and index.html (open RUN_DIR/test/index.html: it
-# compares them all); RUN_DIR/inference.json holds the chosen threshold.
+# the first time chooses its operating threshold), then the robustness evaluations, the test
+# objects under conditions outside the training ranges: test_shift (cameras farther and lower;
+# also with the far-camera pyramid where a scene asks for it), test_crops (references cut out of
+# other scenes), test_backlit (references lit from behind), test_relit (scenes relit),
+# test_everyday (everyday meshes among them); and test.
+# Runtime on a 2-core CPU: ~6 min on the small profile (8 evaluations of 48 scenes x 16 objects).
+# Result: RUN_DIR/NAME/ for each, with metrics.json, pr_curve.png, pairs/*.png and index.html (open
+# RUN_DIR/test/index.html: its robustness table compares them all); RUN_DIR/inference.json holds
+# the chosen threshold.
 set -e
 cd "$(dirname "$0")"
 

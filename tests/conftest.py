@@ -22,7 +22,8 @@ enable_compilation_cache()  # as every entry point does: a rerun of the suite re
 # A dataset that renders in about a second: 4 objects x 2 instances on 128x128 scenes.
 TINY = dict(train_ids="0-9", validation_ids="10-14", test_ids="15-19", num_train_scenes=6,
             num_validation_scenes=2, num_test_scenes=2, views_per_object=6, scene_size=128, grid_size=16,
-            objects_per_scene=4, instances_per_object=2, scenes_per_chunk=4, objects_per_chunk=4, workers=1)
+            objects_per_scene=4, instances_per_object=2, scenes_per_chunk=4, objects_per_chunk=4, workers=1,
+            test_everyday_ids="15-18,1000-1001")
 # A model for those scenes that trains a step in well under a second.
 TINY_MODEL = ModelConfig(obj_filters=(4, 4, 4, 8), embedding_dim=8, scene_size=128, scene_filters=(4, 4, 4, 8, 8, 8),
                          classifier_filters=(8, 4))

@@ -279,3 +279,32 @@ def test_flips_average_the_mirrored_passes_mirrored_back(monkeypatch):
     np.testing.assert_allclose(boxes[scores > 0.5], [[17.5, 6.5, 25.5, 14.5]], atol=1e-4)
     rows, cols = np.mgrid[:4, :4]
     np.testing.assert_allclose(probs[0, 0], (4 * rows + cols + 15) / 48, rtol=1e-6)
+
+
+def test_with_flips_the_pyramids_tiles_are_answered_with_flips_too(monkeypatch):
+    """A fake model whose P(object) is 1 on a scene as given and 0 on one mirrored (marked by a white
+    top-left pixel, which a left-right or upside-down flip moves): flip-averaged, every cell is 1/3,
+    and so must be the score of every box the pyramid adds, or the tiles' boxes would outscore the
+    scene's own by a factor of 3 and the automatic pyramid's gate would compare unlike scores."""
+    import types
+
+    import inference
+
+    config = ModelConfig(scene_size=32, priors=((8.0, 8.0),))
+
+    def find_in_scenes(params, nt_params, scenes, embeddings, models):
+        as_given = (scenes[:, 0, 0, 0] == 255).astype(np.float32)[:, None, None, None]  # (B, 1, 1, 1)
+        raw = np.zeros((len(scenes), 1, 4, 4, 1, 5), np.float32)
+        raw[..., 0] = 30.0
+        return np.ones((len(scenes), 1, 4, 4), np.float32) * as_given, raw
+
+    monkeypatch.setattr(inference, "find_in_scenes", find_in_scenes)
+    monkeypatch.setattr(inference, "pyramid_boxes", lambda scenes, scales, answer, config: answer(scenes))
+    scenes = np.zeros((1, 32, 32, 3), np.uint8)
+    scenes[:, 0, 0] = 255
+    flips = inference.Inference(box_score="geometric", flips=True, pyramid_scales=(2.0,))
+    probs, found = flips.find(types.SimpleNamespace(config=config), None, None, scenes, "embeddings")
+    np.testing.assert_allclose(probs, 1 / 3)
+    boxes, scores = found[0][0]
+    assert len(scores) == 2 * 16  # the scene's 16 boxes and the stand-in pyramid's 16
+    np.testing.assert_allclose(scores, np.sqrt(1 / 3), rtol=1e-5)  # geometric: sqrt(objectness 1 x P 1/3)

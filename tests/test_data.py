@@ -3,8 +3,9 @@ import itertools
 import numpy as np
 import pytest
 
-from data import (GREY, DataError, EpisodeLoader, SceneCrops, Split, composite, parse_id_range, prefetch,
-                  zoom_scene)
+import data
+from data import (GREY, DataError, EpisodeLoader, SceneCrops, Split, composite, format_id_ranges, parse_id_range,
+                  prefetch, zoom_scene)
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +209,16 @@ def test_prefetch_keeps_order_and_raises_errors():
 
 
 def test_parse_id_range():
-    assert parse_id_range("800-899") == range(800, 900)
+    assert parse_id_range("800-899") == list(range(800, 900))
+    assert parse_id_range("3-5,10000-10001") == [3, 4, 5, 10000, 10001]
     with pytest.raises(ValueError, match="must look like"):
         parse_id_range("800")
+    with pytest.raises(ValueError, match="empty"):
+        parse_id_range("0-9,12-11")
+    with pytest.raises(ValueError, match="overlap"):
+        parse_id_range("0-9,5-20")
+    assert format_id_ranges([900, 901, 902, 1000, 1002, 1003]) == "900-902,1000-1000,1002-1003"
+    assert parse_id_range(format_id_ranges([5, 7, 8])) == [5, 7, 8]
 
 
 class TwoScenes:
@@ -246,3 +254,38 @@ def test_scene_crops_by_hand():
     assert (crops.views(8, 2, scene_index=0) == 8).all() and crops.fallbacks == {8}  # nowhere: its renders
     drawn = crops.views(7, 2, scene_index=None, rng=np.random.default_rng(0))  # training: a draw of both
     assert drawn.shape == (2, 8, 8, 4) and {tuple(v[4, 4, :3]) for v in drawn} <= {(255, 0, 0), (0, 255, 0)}
+
+
+NEUTRAL = dict(brightness=(1.0, 1.0), contrast=(1.0, 1.0), gamma=(1.0, 1.0), saturation=(1.0, 1.0),
+               hue_degrees=(0.0, 0.0), blur_share=0.0, blur_sigma=(1.0, 1.0), noise_share=0.0, noise_std=(1.0, 1.0),
+               jpeg_share=0.0, jpeg_quality=(90, 90))
+
+
+def test_photometric_augmentation_by_hand(monkeypatch):
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    monkeypatch.setattr(data, "PHOTOMETRIC", NEUTRAL)
+    assert np.array_equal(data.photometric_augmentation(images, np.random.default_rng(1)), images)
+    monkeypatch.setattr(data, "PHOTOMETRIC", {**NEUTRAL, "brightness": (1.5, 1.5)})
+    expected = np.minimum(np.rint(images * 1.5), 255)
+    assert np.abs(data.photometric_augmentation(images, np.random.default_rng(1)) - expected).max() <= 1
+    monkeypatch.setattr(data, "PHOTOMETRIC", {**NEUTRAL, "saturation": (0.0, 0.0)})  # grey: Y = .299R + .587G + .114B
+    grey = data.photometric_augmentation(images, np.random.default_rng(1)).astype(int)
+    assert np.abs(grey - np.rint(images @ np.array([0.299, 0.587, 0.114]))[..., None]).max() <= 1
+    monkeypatch.setattr(data, "PHOTOMETRIC", {**NEUTRAL, "gamma": (2.0, 2.0)})
+    expected = np.rint((images / 255) ** 2 * 255)
+    assert np.abs(data.photometric_augmentation(images, np.random.default_rng(1)) - expected).max() <= 1
+    monkeypatch.setattr(data, "PHOTOMETRIC", {**NEUTRAL, "contrast": (0.0, 0.0)})  # every pixel the image's mean
+    flat = data.photometric_augmentation(images, np.random.default_rng(1)).astype(int)
+    assert np.abs(flat - np.rint(images.mean(axis=(1, 2, 3)))[:, None, None, None]).max() <= 1
+
+
+def test_photometric_training_episodes_change_only_the_pixels(train):
+    plain = EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=True, num_absent=1).episode(2)
+    loader = EpisodeLoader(train, num_objects=3, num_views=2, seed=0, training=True, num_absent=1, photometric=True)
+    augmented = loader.episode(2)
+    assert np.array_equal(augmented["scene"], loader.episode(2)["scene"])  # still a function of (seed, i)
+    for key in plain:
+        same = np.array_equal(plain[key], augmented[key])
+        assert same == (key not in ("scene", "anchors", "positives")), key
+    assert np.array_equal(plain["anchors"][..., 3], augmented["anchors"][..., 3])  # the object's outline kept
+    assert plain["scene"].shape == augmented["scene"].shape and augmented["scene"].dtype == np.uint8

@@ -133,7 +133,8 @@ def test_missing_or_incompatible_data_gives_clear_errors(tiny_data, tmp_path):
     (dict(scenes_per_chunk=0), "argument --scenes-per-chunk"),
     (dict(views_per_object=0), "argument --views-per-object"),
     (dict(test_ids="5-0"), "--test-ids: object id range '5-0' is empty"),
-    (dict(test_ids="1000-1019"), "pybullet has objects 0-999 only"),
+    (dict(test_ids="5000-5019"), "--test-ids: object id 5000 names no object"),
+    (dict(train_ids="0-9,1000-1001"), "--train-ids 0-9,1000-1001 includes everyday meshes: they are held out"),
     (dict(grid_size=15), "must be a multiple of --grid-size 15"),
 ])
 def test_invalid_options_are_refused_before_anything_is_written(tmp_path, capsys, overrides, message):
@@ -234,9 +235,12 @@ def test_a_shift_split_shows_its_splits_objects_from_outside_the_training_camera
 
 def test_a_data_dir_made_before_test_shift_is_completed_not_refused(tiny_data, tmp_path):
     data = shutil.copytree(tiny_data, tmp_path / "data")
-    shutil.rmtree(data / "test_shift")
+    newer = ("test_shift", "test_backlit", "test_relit", "test_everyday")  # splits, options added since
+    for split in newer:
+        shutil.rmtree(data / split)
     config = json.loads((data / "generation.json").read_text())
-    old = {k: v for k, v in config.items() if "camera" not in k and "test_shift" not in k}
+    old = {k: v for k, v in config.items()
+           if "camera" not in k and k != "appearance" and not any(split in k for split in newer)}
     (data / "generation.json").write_text(json.dumps(old))
     generate(data)
     after = dataset_bytes(data)
@@ -258,3 +262,32 @@ def test_a_camera_range_upside_down_is_refused(tmp_path, capsys):
         generate_data_main([*tiny_args(tmp_path / "data"), "--camera-pitch", "-60", "-89"])
     assert "--camera-pitch -60 -89: give the lower bound first" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+def test_robustness_splits_render_the_test_objects_under_their_conditions(tiny_data):
+    test, backlit, relit, everyday = (Split(tiny_data, s) for s in ("test", "test_backlit", "test_relit",
+                                                                    "test_everyday"))
+    assert test.manifest["appearance"] == {"scenes": "fixed", "views": "fixed"}
+    assert backlit.manifest["appearance"] == {"scenes": "fixed", "views": "backlit"}
+    assert relit.manifest["appearance"] == {"scenes": "relit", "views": "fixed"}
+
+    def lit(views):  # mean brightness of the objects' pixels
+        return np.mean([v[..., :3][v[..., 3] == 255].mean() for v in views.reshape(-1, 64, 64, 4)])
+
+    assert lit(np.stack([backlit.views(i) for i in backlit.object_ids])) < 0.8 * lit(
+        np.stack([test.views(i) for i in test.object_ids]))
+    assert backlit.object_ids.tolist() == relit.object_ids.tolist() == list(range(15, 20))
+    assert everyday.manifest["object_ids"] == "15-18,1000-1001"  # conftest.TINY's
+    scene_ids = np.concatenate([everyday.scene(i)["obj_ids"] for i in range(everyday.num_scenes)])
+    assert set(scene_ids.tolist()) <= {15, 16, 17, 18, 1000, 1001} and (scene_ids >= 1000).any()
+
+
+def test_a_random_appearance_data_dir_with_procedural_objects(tmp_path):
+    data = generate(tmp_path / "random", appearance="random", train_ids="0-5,10000-10003", num_test_shift_scenes=0,
+                    num_validation_shift_scenes=0, num_test_backlit_scenes=0, num_test_relit_scenes=0,
+                    num_test_everyday_scenes=0)
+    train = Split(data, "train")
+    assert train.manifest["appearance"] == {"scenes": "random", "views": "random"}
+    assert train.object_ids.tolist() == [0, 1, 2, 3, 4, 5, 10000, 10001, 10002, 10003]
+    assert (train.views(10002)[..., 3] == 255).any(axis=(1, 2)).all()  # every view shows the object
+    assert Split(data, "test_backlit").manifest["appearance"] == {"scenes": "random", "views": "backlit"}

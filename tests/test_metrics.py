@@ -98,3 +98,28 @@ def test_recall_within_the_false_alarm_budget_by_hand():
     at = operating_points(present, absent, (0.401,))["0.401"]
     assert at["recall"] == pytest.approx(0.5) and at["precision"] == pytest.approx(2 / 5)  # 2 hits among 5 kept
     assert at["absent_false_positives_per_query"] == pytest.approx(0.2)
+
+
+def test_family_figures_by_hand():
+    """One scene, queries of a block (5) and an everyday mesh (1000) present, one of each absent.
+    The block is found (a hit at 0.9), the mesh missed (0.8, elsewhere); the absent mesh raises
+    a false alarm at 0.6, the absent block none. At threshold 0.5: blocks recall 1 with no false
+    alarm, the mesh recall 0 with one."""
+    from evaluate import Predictions, family_figures
+
+    def query(boxes, scores):
+        return np.array(boxes, float).reshape(-1, 4), np.array(scores, float)
+
+    truth = np.full((1, 4, 1, 4), -1, np.int16)
+    truth[0, 0, 0] = truth[0, 1, 0] = (0, 0, 10, 10)
+    pred = Predictions(probs=None, masks=None, obj_ids=np.array([[5, 1000, 7, 1001]]), boxes=truth,
+                       detections=[[query([0, 0, 10, 10], [0.9]), query([50, 50, 60, 60], [0.8]), query([], []),
+                                    query([20, 20, 30, 30], [0.6])]], num_present=2, scene_index=np.array([0]),
+                       loader=None, scenes_per_s=0.0, compile_s=0.0)
+    figures = family_figures(pred, 0.5)
+    assert figures["blocks"] == {"box_ap50": pytest.approx(1.0), "box_recall": 1.0,
+                                 "absent_false_positives_per_query": 0.0, "present_queries": 1, "absent_queries": 1}
+    assert figures["everyday"]["box_ap50"] == 0 and figures["everyday"]["box_recall"] == 0
+    assert figures["everyday"]["absent_false_positives_per_query"] == 1.0
+    single = Predictions(**{**vars(pred), "obj_ids": np.array([[5, 6, 7, 8]])})
+    assert family_figures(single, 0.5) == {}  # one family: nothing to set apart

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from render import Renderer, scene_labels
+from render import (APPEARANCES, EVERYDAY, FIRST_EVERYDAY, FIRST_PROCEDURAL, LAST_ID, PART_KINDS, REFERENCE_EYE,
+                    Lighting, Renderer, object_family, procedural_parts, scene_labels)
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,64 @@ def test_scene_labels_by_hand():
     # row 100 -> cell 12; padded y 97..103 -> cells 12; x 197..218 -> cells 24..27
     assert sorted(map(tuple, np.argwhere(labels.box_masks[1]))) == [(12, 24), (12, 25), (12, 26), (12, 27)]
     assert sorted(map(tuple, np.argwhere(labels.visible_masks[1]))) == [(12, 25), (12, 26)]
+
+
+def test_the_fixed_appearance_draws_nothing_and_renders_as_before(renderer):
+    fixed = APPEARANCES["fixed"]
+    rng = np.random.default_rng(3)
+    assert fixed.lighting(rng) == Lighting() and fixed.reference_eye(rng) == REFERENCE_EYE
+    assert fixed.table_colour(rng) is None
+    assert rng.uniform() == np.random.default_rng(3).uniform()  # the generator was not advanced
+    assert Lighting().camera_arguments() == {"lightDirection": (0, 1, 1), "lightColor": (1, 1, 1), "shadow": 1}
+    assert np.array_equal(renderer.reference_view(7, np.random.default_rng(0)),
+                          renderer.reference_view(7, np.random.default_rng(0), appearance=fixed))
+
+
+def test_random_appearance_draws_light_camera_and_table_within_its_ranges():
+    random = APPEARANCES["random"]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        lighting = random.lighting(rng)
+        elevation = np.degrees(np.arcsin(lighting.direction[2] / np.linalg.norm(lighting.direction)))
+        assert 20 - 1e-9 <= elevation <= 90 + 1e-9
+        assert max(lighting.colour) == pytest.approx(1.0) and min(lighting.colour) >= 0.65 - 1e-9  # saturation <= 0.35
+        ambient, diffuse, specular = lighting.coefficients
+        assert 0.3 <= ambient <= 0.8 and 0.2 <= diffuse <= 0.7 and 0 <= specular <= 0.4
+        assert 0.2 - 1e-9 <= np.linalg.norm(random.reference_eye(rng)) <= 0.32 + 1e-9
+        assert all(0.4 <= c <= 1 for c in random.table_colour(rng)[:3])
+    relit = APPEARANCES["relit"].lighting(rng)  # the robustness light: lower and more tinted than any above
+    assert np.degrees(np.arcsin(relit.direction[2] / np.linalg.norm(relit.direction))) <= 20 + 1e-9
+    assert min(relit.colour) <= 0.6 + 1e-9
+
+
+def test_backlit_references_are_darker_than_front_lit_ones(renderer):
+    front = [renderer.reference_view(i, np.random.default_rng(i)) for i in range(20)]
+    back = [renderer.reference_view(i, np.random.default_rng(i), appearance=APPEARANCES["backlit"])
+            for i in range(20)]
+
+    def brightness(views):
+        return np.mean([v[..., :3][v[..., 3] == 255].mean() for v in views])
+
+    assert brightness(back) < 0.8 * brightness(front)
+
+
+def test_every_object_family_renders_and_unknown_ids_are_refused(renderer):
+    for obj_id in (FIRST_EVERYDAY, FIRST_EVERYDAY + len(EVERYDAY) - 1, FIRST_PROCEDURAL, LAST_ID):
+        view = renderer.reference_view(obj_id, np.random.default_rng(0))
+        assert 20 < (view[..., 3] == 255).sum() < 64 * 64 * 0.8, obj_id  # in view, about a block's size
+    assert [object_family(i) for i in (0, 999, 1000, 10000)] == ["blocks", "blocks", "everyday", "procedural"]
+    for bad in (-1, 1000 + len(EVERYDAY), 9999, LAST_ID + 1):
+        with pytest.raises(ValueError, match="names no object"):
+            object_family(bad)
+
+
+def test_procedural_objects_are_a_function_of_their_id(renderer):
+    assert repr(procedural_parts(10007)) == repr(procedural_parts(10007))
+    assert repr(procedural_parts(10007)) != repr(procedural_parts(10008))
+    parts = [procedural_parts(i) for i in range(FIRST_PROCEDURAL, FIRST_PROCEDURAL + 200)]
+    assert {len(p) for p in parts} == {1, 2, 3, 4}
+    assert {kind for p in parts for kind, *_ in p} == set(PART_KINDS)
+    assert any(len({rgba for *_, rgba in p}) > 1 for p in parts)  # some in more than one colour
+    rgb, labels = renderer.scene([10000, 10001, 10002, 10003], np.random.default_rng(1), size=128, grid=16,
+                                 instances=2)
+    assert (labels.pixel_counts > 0).sum() >= 4  # they fall on the table and are labelled like blocks

@@ -246,13 +246,17 @@ def test_robustness_evaluations_and_their_table(tiny_data, trained, tmp_path):
             "--threshold", "0.5"]
     shift = yolz_test.main([*args, "--split", "test_shift"])
     crops = yolz_test.main([*args, "--references", "crops"])
+    everyday = yolz_test.main([*args, "--split", "test_everyday"])
     test = yolz_test.main(args)
     assert shift["split"] == "test_shift"
     assert set(shift["per_object_average_precision"]) <= {str(i) for i in range(15, 20)}
     assert crops["references"] == "crops" and (run / "test_crops" / "metrics.json").exists()
     assert crops["num_pairs"] == test["num_pairs"]  # the same queries, other references
+    assert set(everyday["by_family"]) == {"blocks", "everyday"} and "by_family" not in test
+    assert everyday["by_family"]["everyday"]["present_queries"] > 0
     page = (run / "test" / "index.html").read_text()
     assert "Robustness" in page and all(f"<td>{name}</td>" in page for name in ("test_shift", "test_crops", "test"))
+    assert "<td>test_everyday: everyday only</td>" in page and "<td>test_everyday: blocks only</td>" in page
 
 
 def scoring_answer(tiny_data, trained):
