@@ -50,6 +50,13 @@ EVALUATIONS = {
 }
 
 
+def in_data(data_dir, evaluation):
+    """Whether the data dir has scenes of an EVALUATIONS entry's split (a split may be absent, from
+    data made before it, or rendered with no scenes: --num-test-relit-scenes 0)."""
+    path = os.path.join(data_dir, evaluation["split_name"], "manifest.json")
+    return os.path.exists(path) and read_json(path).get("num_scenes", 0) > 0
+
+
 def evaluation_flags(evaluation):
     """An EVALUATIONS entry as test.py's flags."""
     flags = ["--split", evaluation["split_name"]]

@@ -1,8 +1,8 @@
 """Compares training recipes at one budget over several seeds: a choice is kept only if it beats
 the spread. Each run trains with train.py, then test.py scores it on the validation split (where
 choices are made and the operating threshold is chosen), on the test split (what is reported)
-and, for the robustness table, on test_shift (where the data has it) and with references cut
-from scenes (test.py --references crops).
+and, for the robustness table, on the robustness evaluations of runs.EVALUATIONS the data has
+(other cameras, references cut from scenes or lit from behind, relit scenes, everyday meshes).
 
     python sweep.py run default --seeds 0 1                                 # train.py's defaults
     python sweep.py run sum --seeds 0 1 -- --contrastive-reduction sum      # flags after --
@@ -24,7 +24,7 @@ import numpy as np
 
 import hyperparameters
 from data import DataError, read_json
-from runs import EVALUATIONS, chooses_threshold, evaluation_flags
+from runs import EVALUATIONS, chooses_threshold, evaluation_flags, in_data
 from util import atomic_write, exits_in_one_line, huge_pages_env
 
 SPLITS = ("validation", "test")  # a seed counts once tested on both
@@ -82,8 +82,7 @@ def run_seed(run_dir, seed, flags, data_dir, eval_data_dir):
                        "--overwrite", *flags]
         run_step(command, env=huge_pages_env(os.environ))
     for folder, evaluation in EVALUATIONS.items():
-        missing_split = not os.path.exists(os.path.join(eval_data_dir, evaluation["split_name"], "manifest.json"))
-        if not missing_split and not os.path.exists(os.path.join(run_dir, folder, "metrics.json")):
+        if in_data(eval_data_dir, evaluation) and not os.path.exists(os.path.join(run_dir, folder, "metrics.json")):
             choose = chooses_threshold(run_dir, evaluation)
             command = [python, "test.py", "--run-dir", run_dir, "--data-dir", eval_data_dir,
                        *evaluation_flags(evaluation),

@@ -29,7 +29,7 @@ from evaluate import (MIN_SCORE, TEST_MARKER, box_figures, cell_figures, coco_fi
 from inference import FALSE_ALARM_BUDGET, Inference, read_run_file  # noqa: E402
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from runs import EVALUATIONS, chooses_threshold, evaluation_dir  # noqa: E402
+from runs import EVALUATIONS, chooses_threshold, evaluation_dir, in_data  # noqa: E402
 from util import (atomic_write, border, draw_boxes, exits_in_one_line, heatmap, hstack,  # noqa: E402
                   non_negative_int, positive_int, remove_stale_temps, save_figure, save_png, swap_dir, temp_path, tile,
                   upsample, vstack)
@@ -338,7 +338,7 @@ def suite(run_dir, data_dir, **options):
     {name: metrics}. Validation chooses the run's operating threshold when it has none yet."""
     done = {}
     for name, evaluation in EVALUATIONS.items():
-        if not os.path.exists(os.path.join(data_dir, evaluation["split_name"], "manifest.json")):
+        if not in_data(data_dir, evaluation):
             continue
         settings = {k: v for k, v in options.items() if k in Inference.__dataclass_fields__}
         choose = chooses_threshold(run_dir, evaluation, settings)

@@ -79,8 +79,9 @@ def test_the_suite_reads_the_eval_data_dir_where_one_is_given(tmp_path, monkeypa
     run = tmp_path / "run"
     write(run / "validation" / "metrics.json", metrics(0.3))  # tested there already
     (run / "scene.weights.h5").write_text("")  # trained
-    for split in ("validation", "test", "test_backlit"):  # the evaluation data has these splits only
-        write(tmp_path / "eval" / split / "manifest.json", {})
+    for split in ("validation", "test", "test_backlit"):  # the evaluation data has scenes of these only
+        write(tmp_path / "eval" / split / "manifest.json", {"num_scenes": 2})
+    write(tmp_path / "eval" / "test_relit" / "manifest.json", {"num_scenes": 0})
     commands = []
     monkeypatch.setattr(sweep, "run_step", lambda command, env=None: commands.append(command))
     sweep.run_seed(str(run), 0, [], str(tmp_path / "train_data"), str(tmp_path / "eval"))
