@@ -13,11 +13,10 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 
-from data import DataError, write_json_atomic  # noqa: E402
 from evaluate import box_figures, cell_figures, evaluate, evaluation_parser, load  # noqa: E402
 from inference import OPERATING_THRESHOLD, Inference  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
-from util import exits_in_one_line, positive_int, save_figure  # noqa: E402
+from util import DataError, exits_in_one_line, positive_int, save_figure, write_json_atomic  # noqa: E402
 
 
 def plot(path, rows, trained_views):
@@ -55,7 +54,7 @@ def main(argv=None):
             raise DataError(f"N={too_many}: {args.data_dir}/{args.split} has only {split.views_per_object} views "
                             "per object; lower --views / --random-views")
 
-    rows, answer = [], inference.answer(run.models, run.params, run.nt_params)
+    rows, answer = [], inference.answer(run)
     for background, views in (("grey", args.views), ("random", args.random_views)):
         for n in views:
             pred = evaluate(split, answer, num_views=n, num_absent=args.absent_queries, batch_size=args.batch_size,

@@ -23,11 +23,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the
 
 from PIL import Image  # noqa: E402
 
-from data import DataError, Split  # noqa: E402
-from detect import Detector, as_rgba, draw, image_size, on_grey  # noqa: E402
+from data import Split  # noqa: E402
+from detect import BACKENDS, Detector, as_rgba, draw, image_size, on_grey  # noqa: E402
 from inference import PYRAMID_SCALES, Inference  # noqa: E402
-from models import enable_compilation_cache  # noqa: E402
-from util import exits_in_one_line, heatmap, positive_int  # noqa: E402
+from util import DataError, exits_in_one_line, heatmap, positive_int  # noqa: E402
 
 EXAMPLE_SCENES = (5, 17, 30)  # test-split scenes offered as examples, each with its first object's views
 
@@ -150,7 +149,10 @@ def stop_on_sigterm():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
+    parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head, or with --backend onnx "
+                        "what export.py made of one (default: %(default)s)")
+    parser.add_argument("--backend", choices=BACKENDS, default="jax",
+                        help="jax, or onnx: onnxruntime on export.py's files (default: %(default)s)")
     parser.add_argument("--data-dir", default="data/small", help="whose test split gives the examples (optional)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     parser.add_argument("--port", type=port_number, default=7860)
@@ -158,13 +160,12 @@ def main(argv=None):
                         help="the largest file the page accepts, in MB (default: %(default)s)")
     Inference.add_flags(parser.add_argument_group("inference (the page's threshold slider starts at --threshold)"))
     args = parser.parse_args(argv)
-    enable_compilation_cache()
     if importlib.util.find_spec("gradio") is None:
         sys.exit("error: the demo needs gradio: .venv/bin/pip install -r requirements-demo.txt")
     stop_on_sigterm()
     with exits_in_one_line("stopped"):
         check_port_free(args.host, args.port)
-        detector = Detector(args.run_dir, **Inference.from_flags(args))
+        detector = Detector(args.run_dir, args.backend, **Inference.from_flags(args))
         with tempfile.TemporaryDirectory(prefix="yolz-app-") as folder:
             os.environ["GRADIO_TEMP_DIR"] = os.path.join(folder, "uploads")  # gone with the folder
             demo = build(detector, write_examples(args.data_dir, folder))

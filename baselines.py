@@ -23,13 +23,12 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data import GREY, composite_uint8, write_json_atomic  # noqa: E402
 from evaluate import (best_operating_point, box_figures, box_queries, cell_figures, evaluate,  # noqa: E402
                       evaluation_parser, load, operating_points)
 from inference import OPERATING_THRESHOLD, Inference  # noqa: E402
 from models import embed_objects, enable_compilation_cache  # noqa: E402
 from test import plot_pr_curves  # noqa: E402
-from util import exits_in_one_line, non_negative_int, positive_int  # noqa: E402
+from util import GREY, composite_uint8, exits_in_one_line, non_negative_int, positive_int, write_json_atomic  # noqa: E402
 
 
 def view_templates(views, sizes):
@@ -162,7 +161,7 @@ def main(argv=None):
         scores = (queries @ windows.T).reshape(len(queries), g, g)  # cosine: both unit length
         return scores, np.broadcast_to(cell_boxes, (len(queries), g, g, 4))
 
-    answers = {"yolz": (inference.answer(run.models, run.params, run.nt_params), 8),  # (answer, scenes per call)
+    answers = {"yolz": (inference.answer(run), 8),  # (answer, scenes per call)
                "template": (baseline_answer(template), 1), "embedding": (baseline_answer(embedding), 1)}
     rows, curves = [], {}
     for name in args.methods:

@@ -5,6 +5,7 @@
     python bench.py train --model-config seed    # ~2 min: the same at the original's sizes
     python bench.py train --workload original    # ~3 min: exactly the original's step (below)
     python bench.py inference                    # ~20 s: queries/s, scene pass shared by 16 objects or not
+    python bench.py latency                      # ~1 min: per frame, JAX and onnxruntime side by side
 
 `train` runs the real loop (loader, prefetch, jitted step) on synthetic data of the config's
 scene size and reports XLA's own FLOP count of the compiled step. `--workload yolz` times yolz's
@@ -12,6 +13,9 @@ own defaults (C=16 objects + K=4 absent, N=4 views, a box head); `--workload ori
 original's step exactly: the seed config, C=16, N=8, no absent queries, no box head, one
 640x640 scene per step, the embedding added once (no FiLM), batch norm over each object's views,
 the contrastive loss summed, plain BCE, adam.
+
+`latency` times detect.Detector as a user runs it, each backend in processes of its own: the
+JAX run and its ONNX export (export.py; made in a temp dir unless --export-dir names one).
 
 `loader` times EpisodeLoader at the original's sizes (C=16 objects, N=8 anchor + 8 positive
 views, 640x640 scenes). Its cost depends on array shapes only, not on what they show, so unless
@@ -22,17 +26,19 @@ page cache as in training, after one warm-up pass.
 
 import argparse
 import collections
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-from data import EpisodeLoader, Split, prefetch, write_chunk, write_json_atomic
+from data import EpisodeLoader, Split, prefetch, write_chunk
 from generate_data import generation_config, manifest_for, parse_args as generation_args, plan_chunks
-from util import huge_pages_env
+from util import huge_pages_env, write_json_atomic
 
 
 def synthetic_dataset(out_dir, num_scenes, num_objects, views_per_object, profile="full", seed=0):
@@ -224,7 +230,6 @@ def profile_step(call, steps=3):
     instructions: convolution.N, fusion.N, ..."""
     import glob
     import gzip
-    import json
 
     import jax
 
@@ -314,6 +319,151 @@ def bench_inference(args):
     return result
 
 
+LATENCY_OBJECTS, LATENCY_VIEWS = (1, 4, 16), (1, 4, 16)
+
+
+def bench_latency(args):
+    """JAX and onnxruntime side by side, each backend in processes of its own: detect.py's start-up
+    (process start to the first boxes printed) and peak memory, then per-frame latency of one scene
+    with C objects whose embeddings are cached (Detector.find end to end, and the scene pass alone)
+    and of embedding N views; the FLOPs of a frame's scene pass (XLA's count) and the fraction of the
+    CPU's FP32 peak each backend reaches with it."""
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_dir = args.export_dir
+        if export_dir is None:
+            export_dir = os.path.join(tmp, "onnx")
+            subprocess.run([sys.executable, "export.py", args.run_dir, export_dir], check=True)
+        rng = np.random.default_rng(0)
+        Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(os.path.join(tmp, "scene.png"))
+        refs = [os.path.join(tmp, f"ref{i}.png") for i in range(4)]
+        for path in refs:
+            Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(path)
+        rows = {}
+        for backend, run_dir in (("jax", args.run_dir), ("onnx", export_dir)):
+            detect = [sys.executable, "detect.py", "--backend", backend, "--run-dir", run_dir,
+                      "--scene", os.path.join(tmp, "scene.png"), "--refs", *refs]
+            starts = [child_seconds_and_peak_mb(detect) for _ in range(args.startups)]
+            worker = subprocess.run([sys.executable, "bench.py", "latency", "--worker", backend, "--run-dir", run_dir,
+                                     "--repeats", str(args.repeats), *(["--profile"] if args.profile else [])],
+                                    check=True, capture_output=True, text=True)
+            rows[backend] = {"startup_s": round(float(np.median([s for s, _ in starts])), 2),
+                             "detect_peak_rss_MB": round(max(m for _, m in starts)),
+                             **json.loads(worker.stdout.splitlines()[-1])}
+    flops = rows["jax"].pop("gflop_per_frame")
+    peak = cpu_peak_gflops(args.flops_per_cycle)
+    for row in rows.values():
+        for c, gflop in flops.items():
+            row["scene_pass"][c]["fraction_of_peak_fp32"] = round(gflop / (row["scene_pass"][c]["p50_ms"] / 1e3) / peak,
+                                                                  3)
+    result = {"benchmark": "latency", "run_dir": args.run_dir, "backends": rows, "gflop_per_frame": flops,
+              "peak_fp32_gflop_per_s": round(peak, 1), "repeats": args.repeats,
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+    print(f"one scene, C objects with cached embeddings ({args.repeats} frames each; ms p50 / p95):")
+    print("| | " + " | ".join(f"C={c} frame | C={c} scene pass" for c in flops) + " |\n|---|" + "---|---|" * len(flops))
+    for backend, row in rows.items():
+        print(f"| {backend} | " + " | ".join(
+            f"{row['frame'][c]['p50_ms']} / {row['frame'][c]['p95_ms']} | {row['scene_pass'][c]['p50_ms']} / "
+            f"{row['scene_pass'][c]['p95_ms']} ({row['scene_pass'][c]['fraction_of_peak_fp32']:.1%} of peak)"
+            for c in flops) + " |")
+    print("embedding N views (ms p50 / p95), start-up and memory:")
+    print("| | " + " | ".join(f"N={n}" for n in LATENCY_VIEWS) + " | detect.py start to boxes | peak RSS |\n|---|"
+          + "---|" * (len(LATENCY_VIEWS) + 2))
+    for backend, row in rows.items():
+        print(f"| {backend} | " + " | ".join(f"{row['embed'][str(n)]['p50_ms']} / {row['embed'][str(n)]['p95_ms']}"
+                                             for n in LATENCY_VIEWS)
+              + f" | {row['startup_s']} s | {row['detect_peak_rss_MB']} MB |")
+    print(f"GFLOP per frame: {flops}; CPU FP32 peak {peak:.0f} GFLOP/s")
+    if "onnx_op_kinds" in rows["onnx"]:
+        print(f"where onnxruntime's C={LATENCY_OBJECTS[-1]} scene pass goes, by op type:\n| op | nodes | ms | share |\n"
+              "|---|---|---|---|")
+        for kind, row in list(rows["onnx"]["onnx_op_kinds"].items())[:10]:
+            print(f"| {kind} | {row['nodes']} | {row['ms_per_run']} | {row['share']:.1%} |")
+    return result
+
+
+def child_seconds_and_peak_mb(command):
+    """Runs a command -> (its wall seconds, its own peak resident memory in MB)."""
+    start = time.perf_counter()
+    with open(os.devnull, "w") as quiet:
+        child = subprocess.Popen(command, stdout=quiet, stderr=quiet)
+        _, status, usage = os.wait4(child.pid, 0)
+    if status:
+        raise RuntimeError(f"{' '.join(command)} failed (status {status})")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def latency_worker(args):
+    """One backend's latencies (bench_latency's), printed as a JSON line."""
+    from detect import Detector, letterbox, on_grey
+
+    detector = Detector(args.run_dir, args.worker)
+    config = detector.config
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 256, (config.scene_size, config.scene_size, 3), dtype=np.uint8)
+    views = [rng.integers(0, 256, (config.view_size, config.view_size, 4), dtype=np.uint8) for _ in range(16)]
+
+    def percentiles(call):
+        call()  # a first call compiles (jax) or allocates (onnxruntime)
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return {"p50_ms": round(1e3 * float(np.percentile(times, 50)), 2),
+                "p95_ms": round(1e3 * float(np.percentile(times, 95)), 2)}
+
+    result = {"frame": {}, "scene_pass": {}, "embed": {}}
+    boxed = on_grey(letterbox(np.concatenate([scene, np.full(scene.shape[:2] + (1,), 255, np.uint8)], -1),
+                              config.scene_size)[0])[None]
+    for c in LATENCY_OBJECTS:
+        objects = {f"object {i}": detector.embed(views[i % 16:i % 16 + 1]) for i in range(c)}
+        embeddings = np.stack(list(objects.values()))[None]
+        result["frame"][c] = percentiles(lambda: detector.find(scene, objects))
+        result["scene_pass"][c] = percentiles(lambda: detector.model.find(boxed, embeddings))
+    for n in LATENCY_VIEWS:
+        result["embed"][n] = percentiles(lambda: detector.embed(views[:n]))
+    if args.worker == "onnx" and args.profile:
+        result["onnx_op_kinds"] = onnx_op_kinds(os.path.join(args.run_dir, "scene.onnx"), boxed[0], embeddings[0])
+    if args.worker == "jax":
+        from models import find_in_scenes
+        run = detector.model
+        result["gflop_per_frame"] = {}
+        for c in LATENCY_OBJECTS:
+            compiled = find_in_scenes.lower(run.params, run.nt_params, boxed, np.zeros((1, c, config.embedding_dim),
+                                                                                       np.float32), run.models).compile()
+            cost = compiled.cost_analysis()
+            result["gflop_per_frame"][c] = round((cost[0] if isinstance(cost, list) else cost)["flops"] / 1e9, 3)
+    print(json.dumps(result))
+    return result
+
+
+def onnx_op_kinds(path, scene, embeddings, runs=20):
+    """onnxruntime's profile of a scene graph on one scene and (C, E) embeddings -> {op type: {ms
+    per run, nodes, share}}, longest first: where its time goes, for comparison with XLA's fusions."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.enable_profiling, options.log_severity_level = True, 3
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = os.path.join(tmp, "ort")
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            session.run(None, {"scene": scene, "embeddings": embeddings})
+        with open(session.end_profiling()) as f:
+            events = json.load(f)
+    kinds = collections.defaultdict(lambda: [0.0, 0])
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            kind = kinds[event["args"]["op_name"]]
+            kind[0] += event["dur"] / 1e3 / runs
+            kind[1] += 1
+    total = sum(ms for ms, _ in kinds.values())
+    return {k: {"ms_per_run": round(ms, 2), "nodes": n // runs, "share": round(ms / total, 3)}
+            for k, (ms, n) in sorted(kinds.items(), key=lambda item: -item[1][0])}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -338,12 +488,23 @@ def main(argv=None):
     inference.add_argument("--run-dir", default="pretrained", help="a trained run (its config and weights)")
     inference.add_argument("--num-objects", type=int, default=16, help="C objects queried in the scene")
     inference.add_argument("--repeats", type=int, default=10, help="timed calls, after one that compiles")
+    latency = sub.add_parser("latency", help="per-frame latency, start-up and memory of the JAX and ONNX backends",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    latency.add_argument("--run-dir", default="pretrained", help="a trained run with a box head")
+    latency.add_argument("--export-dir", help="export.py's export of --run-dir; default: export it to a temp dir")
+    latency.add_argument("--repeats", type=int, default=100, help="frames timed per row, after one warm-up")
+    latency.add_argument("--startups", type=int, default=3, help="detect.py runs per backend (the median reported)")
+    latency.add_argument("--flops-per-cycle", type=float, default=32, help="as train's")
+    latency.add_argument("--profile", action="store_true", help="also onnxruntime's time per op type, C=16")
+    latency.add_argument("--worker", choices=("jax", "onnx"), help=argparse.SUPPRESS)  # one backend's process
     generate = sub.add_parser("generate", help="scenes/s and reference views/s of data generation, 1 worker and all",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     generate.add_argument("--profile", choices=("small", "full"), default="small", help="scene and view sizes")
     generate.add_argument("--scenes", type=int, default=16, help="scenes rendered per row, 4 per chunk")
     args = parser.parse_args(argv)
-    result = {"loader": bench_loader, "train": bench_train, "inference": bench_inference,
+    if getattr(args, "worker", None):
+        return latency_worker(args)
+    result = {"loader": bench_loader, "train": bench_train, "inference": bench_inference, "latency": bench_latency,
               "generate": bench_generate}[args.benchmark](args)
     os.makedirs(args.out, exist_ok=True)
     name = args.benchmark

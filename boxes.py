@@ -1,4 +1,4 @@
-"""Boxes the YOLO way, as pure functions: IoU, k-means priors, cell targets, decoding, NMS.
+"""Boxes the YOLO way, as pure functions: IoU, k-means priors, decoding, NMS.
 
 Boxes are pixel (x0, y0, x1, y1) with exclusive ends, as the renderer stores them; -1 rows are
 instances that are not visible. On the G x G grid of stride s = scene / G, each cell holds A
@@ -12,12 +12,11 @@ The cell that holds an instance's centre, with the prior whose shape overlaps it
 responsible for it, and o = sigmoid places the centre inside that cell (YOLOv2); with `cells`
 3, the nearer horizontal and the nearer vertical neighbour are responsible too, and o = 2
 sigmoid - 1/2 reaches half a cell beyond each side (YOLOv5), so that a neighbour's box can
-still centre on the instance. `cell_targets`, `near_misses` and `target_iou` are jax (they run
-inside the train step); `box_iou` and `decode` serve both (xp: numpy or jax.numpy); the rest is numpy.
+still centre on the instance. All numpy, so that a runtime without JAX decodes as training does;
+`box_iou`, `shape_iou` and `decode` take xp=jax.numpy too, for the cell targets the train step
+assigns (losses.py).
 """
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -74,34 +73,6 @@ def cell_offset(o, cells):
     return o if cells == 1 else 2 * o - 0.5
 
 
-def cell_targets(boxes, priors, grid, stride, cells=1):
-    """(I, 4) pixel boxes (-1 rows hidden) -> (G, G, A, 5) targets (objectness, the centre's x, y
-    offset from the cell's corner in cells, log w / p_w, log h / p_h), objectness 1 only at the
-    responsible (row, col, prior)s: the centre's cell, and with cells 3 its nearer horizontal and
-    vertical neighbours (inside the grid), where another instance's centre cell does not hold them."""
-    boxes = boxes.astype(jnp.float32)
-    visible = boxes[:, 0] >= 0
-    wh = jnp.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)  # (I, 2)
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride  # (I, 2) in cells
-    cell = jnp.clip(jnp.floor(centre).astype(jnp.int32), 0, grid - 1)
-    prior = jnp.argmax(shape_iou(wh, priors, jnp), axis=1)  # (I,)
-    size = jnp.log(wh / priors[prior])
-
-    # each instance written at its (I, 2) (col, row) cell in `at`; hidden instances and cells off
-    # the grid are sent out of bounds, which scatter drops
-    def assign(targets, at):
-        inside = visible & jnp.all((at >= 0) & (at < grid), axis=1)
-        col, row = jnp.where(inside[:, None], at, grid).T
-        values = jnp.concatenate([jnp.ones_like(wh[:, :1]), centre - at, size], axis=1)
-        return targets.at[row, col, prior].set(values, mode="drop")
-
-    targets = jnp.zeros((grid, grid, len(priors), 5))
-    if cells == 3:  # the neighbours first, so that a cell holding one instance's centre keeps it
-        step = jnp.where(centre - cell < 0.5, -1, 1)  # (I, 2)
-        targets = assign(assign(targets, cell + step * jnp.array([1, 0])), cell + step * jnp.array([0, 1]))
-    return assign(targets, cell)
-
-
 def decode(outputs, priors, stride, xp=np, cells=1):
     """(G, G, A, 5) raw outputs -> ((G*G*A, 4) pixel boxes, (G*G*A,) each box's objectness), cells
     row-major, priors last."""
@@ -115,36 +86,6 @@ def decode(outputs, priors, stride, xp=np, cells=1):
     h = priors[:, 1] * xp.exp(xp.clip(outputs[..., 4], -10, 10))
     boxes = xp.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
     return boxes.reshape(-1, 4), sigmoid(outputs[..., 0]).reshape(-1)
-
-
-def near_misses(outputs, boxes, priors, stride, iou_threshold, cells=1):
-    """(G, G, A, 5) raw outputs of one query and its (I, 4) pixel boxes (-1 rows hidden) -> (G, G, A)
-    {0, 1}: the predictions whose box overlaps a visible instance by more than iou_threshold. YOLOv3
-    leaves these out of the objectness loss unless responsible: a good box one cell off is no
-    background, and teaching it so fights the responsible prediction."""
-    predicted, _ = decode(outputs, priors, stride, xp=jnp, cells=cells)
-    overlap = jnp.max(box_iou(predicted, boxes, xp=jnp), axis=1, initial=0.0)  # hidden rows have no area
-    return (overlap > iou_threshold).astype(jnp.float32).reshape(outputs.shape[:-1])
-
-
-def target_iou(outputs, targets, priors, stride, generalized=False, cells=1):
-    """(..., A, 5) raw outputs and cell_targets alike shaped -> (..., A): the IoU of each prediction's
-    box with its target's, both placed in the same cell (meaningful where the target is responsible).
-    generalized: GIoU (Rezatofighi et al. 2019), the IoU less the share of the smallest box enclosing
-    both that neither covers, in (-1, 1]: unlike the IoU it still says which way to move a box that
-    misses its target."""
-    def corners(xy, twh):  # in cells: the centre's offset in the cell, the size over the stride
-        wh = priors * jnp.exp(jnp.clip(twh, -10, 10)) / stride
-        return xy - wh / 2, xy + wh / 2
-    p0, p1 = corners(cell_offset(jax.nn.sigmoid(outputs[..., 1:3]), cells), outputs[..., 3:5])
-    t0, t1 = corners(targets[..., 1:3], targets[..., 3:5])
-    inter = jnp.prod(jnp.clip(jnp.minimum(p1, t1) - jnp.maximum(p0, t0), 0, None), axis=-1)
-    union = jnp.prod(p1 - p0, axis=-1) + jnp.prod(t1 - t0, axis=-1) - inter
-    iou = inter / jnp.maximum(union, 1e-12)
-    if not generalized:
-        return iou
-    hull = jnp.prod(jnp.maximum(p1, t1) - jnp.minimum(p0, t0), axis=-1)
-    return iou - (hull - union) / jnp.maximum(hull, 1e-12)
 
 
 def nms(boxes, scores, iou_threshold):

@@ -13,7 +13,6 @@ and it appears by an atomic rename, so a chunk that exists is complete.
 """
 
 import hashlib
-import json
 import os
 import queue
 import shutil
@@ -24,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from render import padded_box_cells
-from util import DataError, atomic_write, temp_path
+from util import GREY, DataError, read_json, temp_path
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test", "test_shift", "validation_shift", "test_backlit", "test_relit",
@@ -37,7 +36,6 @@ SPLITS = ("train", "validation", "test", "test_shift", "validation_shift", "test
 SAME_OBJECTS_AS = {"test_shift": "test", "validation_shift": "validation", "test_backlit": "test",
                    "test_relit": "test", "test_everyday": "test"}
 CHECKSUM_FILE = "checksum.sha256"
-GREY = 128
 MAKE_DATA_HINT = "make it with `sh generate_split_chunk_data.sh` (or `python generate_data.py --out-dir DIR`)"
 
 
@@ -66,24 +64,6 @@ def format_id_ranges(ids):
             ranges.append(f"{ids[start]}-{ids[i - 1]}")
             start = i
     return ",".join(ranges)
-
-
-def write_json_atomic(path, obj, indent=1):
-    with atomic_write(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=indent, sort_keys=True, separators=None if indent else (",", ":"))
-        f.write("\n")
-
-
-def read_json(path):
-    """A JSON file's contents; a DataError naming the file if it is missing or not valid JSON."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{path} is not valid JSON ({error}): truncated or edited? Restore it, or remake what "
-                        "holds it") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,22 +196,6 @@ class Split:
         """{rgb, obj_ids, box_masks, visible_masks, boxes, pixel_counts} of one scene."""
         c, row = self._scene_home[index]
         return {name: array[row] for name, array in self._scene_chunks[c].items()}
-
-
-def composite(rgba, background):
-    """RGBA views over a background colour; works on numpy and jax arrays alike.
-
-    rgba (..., h, w, 4) uint8, background (..., 3) uint8 -> (..., h, w, 3) float32 in [0, 1].
-    """
-    alpha = rgba[..., 3:].astype("float32") / 255
-    rgb = rgba[..., :3].astype("float32") / 255
-    background = background[..., None, None, :].astype("float32") / 255
-    return rgb * alpha + background * (1 - alpha)
-
-
-def composite_uint8(rgba, background):
-    """composite() as a picture: (..., h, w, 4) uint8 RGBA on (..., 3) uint8 -> (..., h, w, 3) uint8, rounded."""
-    return np.round(np.asarray(composite(rgba, background)) * 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     python detect.py --scene scene.png --refs mug1.png mug2.png mug3.png             # one object
     python detect.py --scene scene.png --refs-dir refs/ --out found.png             # refs/NAME/*.png each
     python detect.py --scene photos/ --refs-dir refs/ --out found/                  # every image of a folder
+    python detect.py --backend onnx --run-dir pretrained_onnx --scene scene.png --refs-dir refs/   # no JAX
 
 Prints the detections as JSON ({"objects": [{"name", "detections": [{"box", "score"}]}]}, boxes
 as x0, y0, x1, y1 in the scene's own pixels; a list of those for several scenes) and writes the
@@ -11,6 +12,10 @@ Any size and mode is accepted: RGBA is composited on grey (a transparent backgro
 for references, as in training), greyscale is made RGB, and each image is letterboxed (padded
 with grey to a square, aspect kept) and resized to the model's input. Each object's reference
 embedding is computed once, and the scene backbone runs once for all objects.
+
+Two backends run the same inference (inference.py): jax, a run dir (models.Run), and onnx, a
+dir export.py wrote (runtime.Exported), which needs only requirements-onnx.txt; neither is
+imported unless chosen.
 """
 
 import argparse
@@ -29,10 +34,11 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data import GREY, DataError, composite_uint8  # noqa: E402
 from inference import OPERATING_THRESHOLD, Inference, read_run_file  # noqa: E402
-from models import embed_objects, enable_compilation_cache, load_run  # noqa: E402
-from util import draw_boxes, exits_in_one_line, palette, save_png, upsample  # noqa: E402
+from util import (GREY, DataError, composite_uint8, draw_boxes, exits_in_one_line, palette, save_png,  # noqa: E402
+                  upsample)
+
+BACKENDS = ("jax", "onnx")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # the longer side an image is worked at: the model sees 320-640 pixels (twice that in the pyramid),
@@ -164,7 +170,7 @@ class Detector:
     """yolz from Python: loads a run once, then finds objects in any number of scenes.
 
         from detect import Detector
-        detector = Detector("pretrained")
+        detector = Detector("pretrained")    # or Detector("pretrained_onnx", backend="onnx"): export.py's
         found = detector.find("scene.png", {"mug": ["mug1.png", "mug2.png"]})
         found["mug"]["boxes"], found["mug"]["scores"]  # (n, 4) int x0, y0, x1, y1 in the scene's pixels; (n,)
         found["mug"]["heatmap"]  # (H, W) float32 P(object) per cell, at the scene's size
@@ -178,13 +184,27 @@ class Detector:
     DataError (a ValueError) naming it.
     """
 
-    def __init__(self, run_dir="pretrained", **settings):
+    def __init__(self, run_dir="pretrained", backend="jax", **settings):
         self.run_dir = run_dir
         self.settings = settings
-        self.run_file = read_run_file(run_dir)  # read once: every call's settings resolve against it
-        self.inference = self.resolved(settings, quiet=True)  # a bad setting is refused before the slow load
-        self.run = load_run(run_dir)
-        self.config = self.run.config
+        # each backend imported only when chosen: JAX and Keras take seconds to import, and the ONNX
+        # runtime's environment (requirements-onnx.txt) has neither
+        if backend == "onnx":
+            try:
+                import runtime
+            except ModuleNotFoundError as missing:
+                raise DataError(f"the onnx backend needs {missing.name}: pip install -r requirements-onnx.txt") from None
+            load, self.run_file = runtime.Exported, runtime.read_export(run_dir)["inference"]
+        elif backend == "jax":
+            import models
+            models.enable_compilation_cache()
+            load, self.run_file = models.load_run, read_run_file(run_dir)
+        else:
+            raise DataError(f"backend {backend!r}: give one of {', '.join(BACKENDS)}")
+        # the run's settings read once (every call's resolve against them), a bad one refused before the slow load
+        self.inference = self.resolved(settings, quiet=True)
+        self.model = load(run_dir)
+        self.config = self.model.config
         if not self.config.priors:
             raise DataError(f"{run_dir} has no box head (its model_config.json has no priors): train one with "
                             "train.py --num-priors 3, or use pretrained")
@@ -228,8 +248,7 @@ class Detector:
         if not views:
             raise DataError(f"{name}: an object needs at least one reference view")
         boxed = np.stack([letterbox(as_rgba(v), self.config.view_size)[0] for v in views])[None]  # (1, N, h, w, 4)
-        backgrounds = np.full((1, len(views), 3), GREY, dtype=np.uint8)
-        return np.asarray(embed_objects(self.run.params, self.run.nt_params, boxed, backgrounds, self.run.models))[0]
+        return self.model.embed(boxed, np.full((1, len(views), 3), GREY, dtype=np.uint8))[0]
 
     def embeddings(self, objects):
         """{name: views or embedding} -> (C, E) float32, each embedding checked."""
@@ -261,8 +280,7 @@ class Detector:
         if size is None:
             size = image_size(scene) if isinstance(scene, (str, os.PathLike)) else np.shape(scene)[1::-1]
         boxed, scale, (pad_x, pad_y) = letterbox(rgba, self.config.scene_size)
-        probs, candidates = inference.find(self.run.models, self.run.params, self.run.nt_params,
-                                           on_grey(boxed)[None], embeddings[None])
+        probs, candidates = inference.find(self.model, on_grey(boxed)[None], embeddings[None])
         h, w = rgba.shape[:2]
         inner = (slice(pad_y, pad_y + max(1, round(h * scale))), slice(pad_x, pad_x + max(1, round(w * scale))))
         to_size = np.array([size[0] / w, size[1] / h] * 2)
@@ -327,7 +345,10 @@ def parse_args(argv=None):
     refs = parser.add_mutually_exclusive_group(required=True)
     refs.add_argument("--refs", nargs="+", help="reference views of one object")
     refs.add_argument("--refs-dir", help="one sub-folder of reference views per object, named by the folder")
-    parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head (default: %(default)s)")
+    parser.add_argument("--run-dir", default="pretrained", help="a trained run with a box head, or with --backend onnx "
+                        "what export.py made of one (default: %(default)s)")
+    parser.add_argument("--backend", choices=BACKENDS, default="jax", help="jax, or onnx: onnxruntime without JAX "
+                        "(pip install -r requirements-onnx.txt) on export.py's files (default: %(default)s)")
     Inference.add_flags(parser)
     parser.add_argument("--out", help="one scene: write it with the detections drawn here (PNG, or the format its "
                         "suffix names: .jpg, .webp, ...); several: a new or empty directory for NAME.png each")
@@ -395,7 +416,6 @@ def out_paths(out_dir, paths, inputs):
 
 
 def main(argv=None):
-    enable_compilation_cache()
     args = parse_args(argv)
     results, paths, single = [], [], True
 
@@ -414,7 +434,7 @@ def main(argv=None):
         if args.out and single:
             check_out(args.out, inputs)
             outs = [args.out]
-        detector = Detector(args.run_dir, **Inference.from_flags(args))
+        detector = Detector(args.run_dir, args.backend, **Inference.from_flags(args))
         embeddings = {name: detector.embed(refs, name) for name, refs in objects}
         if args.out and not single:
             outs = out_paths(args.out, paths, inputs)

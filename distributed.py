@@ -13,7 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from data import DataError
+from util import DataError
+
 
 
 def initialize(coordinator_address=None, num_processes=None, process_id=None):

@@ -3,7 +3,7 @@ baselines and the ablations ask the same queries and score them with the same fu
 
     run, split = load("pretrained", "data/small", "test")
     inference = Inference.for_run("pretrained")
-    pred = evaluate(split, inference.answer(run.models, run.params, run.nt_params), num_views=4, num_absent=4)
+    pred = evaluate(split, inference.answer(run), num_views=4, num_absent=4)
     figures = {**cell_figures(pred), **box_figures(pred, inference.threshold)}
 
 A query is a scene, an object and N reference views of it. Episode i of an inference-mode
@@ -26,12 +26,12 @@ import numpy as np
 from tqdm import tqdm
 
 from boxes import select, visible
-from data import GREY, SPLITS, EpisodeLoader, SceneCrops, Split
-from inference import FALSE_ALARM_BUDGET, NMS_IOU, Inference
+from data import SPLITS, EpisodeLoader, SceneCrops, Split
+from inference import FALSE_ALARM_BUDGET, INFERENCE_KEYS, NMS_IOU, Inference
 from metrics import average_precision, box_metrics, match_detections, pixel_metrics, recall_at_1
-from models import INFERENCE_KEYS, check_scene_size, embed_objects, load_run
+from models import check_scene_size, load_run
 from render import object_family
-from util import non_negative_int, unit_interval
+from util import GREY, non_negative_int, unit_interval
 
 OPERATING_THRESHOLDS = tuple(float(round(t, 2)) for t in np.arange(0.05, 0.951, 0.05))
 MIN_SCORE = 0.01  # lowest box score kept for AP
@@ -305,15 +305,13 @@ def recall_at_false_alarms(present, absent, per_query=FALSE_ALARM_BUDGET):
 
 
 def object_embeddings(split, run, num_views):
-    """-> (queries, keys): every object's (K, E) mean embedding of its views [0, N) and of its views
+    """A model (inference.py's: models.Run or runtime.Exported) -> (queries, keys): every object's (K, E) mean embedding of its views [0, N) and of its views
     [N, 2N), on grey; None when the split has fewer than 2N views per object."""
     if 2 * num_views > split.views_per_object:
         return None
     views = np.stack([split.views(i)[:2 * num_views] for i in split.object_ids])  # (K, 2N, h, w, 4) uint8
     grey = np.full((*views.shape[:1], num_views, 3), GREY, dtype=np.uint8)  # (K, N, 3)
-    queries = embed_objects(run.params, run.nt_params, views[:, :num_views], grey, run.models)
-    keys = embed_objects(run.params, run.nt_params, views[:, num_views:], grey, run.models)
-    return np.asarray(queries), np.asarray(keys)
+    return run.embed(views[:, :num_views], grey), run.embed(views[:, num_views:], grey)
 
 
 def retrieval_recall(embeddings):

@@ -26,10 +26,10 @@ import threading
 import numpy as np
 from tqdm import tqdm
 
-from data import (FORMAT_VERSION, SAME_OBJECTS_AS, SPLITS, DataError, check_disjoint, chunk_is_valid,
-                  format_id_ranges, parse_id_range, read_json, stored_checksum, write_chunk, write_json_atomic)
+from data import (FORMAT_VERSION, SAME_OBJECTS_AS, SPLITS, check_disjoint, chunk_is_valid, format_id_ranges,
+                  parse_id_range, stored_checksum, write_chunk)
 from render import APPEARANCES, EVERYDAY, FIRST_EVERYDAY, OBJECT_FAMILIES, CameraRanges, Renderer, object_family
-from util import exits_in_one_line, non_negative_int, positive_int
+from util import DataError, exits_in_one_line, non_negative_int, positive_int, read_json, write_json_atomic
 
 PROFILES = {
     # the CPU demo: smaller scenes to suit the CPU model config

@@ -16,11 +16,10 @@ import json
 import os
 import sys
 
-from data import DataError, read_json
 from inference import RUN_SETTINGS, Inference
 from models import INFERENCE_KEYS_OF_OLD_RUNS
-from util import (at_least_one, flag_field, non_negative_float, non_negative_int, one_line, positive_float,
-                  positive_int, unit_interval)
+from util import (DataError, at_least_one, flag_field, non_negative_float, non_negative_int, one_line, positive_float,
+                  positive_int, read_json, unit_interval)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -2,7 +2,11 @@
 `detect.Detector`, the demo and the baselines all call, so that they cannot disagree.
 
     inference = Inference.for_run("pretrained", flips=True)   # the run's settings, a flag's override
-    answer = inference.answer(run.models, run.params, run.nt_params)   # for evaluate.evaluate
+    answer = inference.answer(model)   # for evaluate.evaluate
+
+`model` is either backend: a `models.Run` (JAX) or a `runtime.Exported` (ONNX, no JAX): anything
+with a `config` (priors, stride, box_cells), `embed(views, backgrounds)` and `find(scenes,
+embeddings)`. Everything here is numpy, so both backends share it.
 
 Per query, the scene model gives P(object) per cell and raw box outputs per (cell, prior). They
 are decoded to boxes (boxes.decode), each scored by `box_score` ("objectness", the box head's
@@ -24,13 +28,10 @@ import dataclasses
 import itertools
 import os
 
-import jax
 import numpy as np
 
 from boxes import decode, select
-from data import DataError, read_json, write_json_atomic
-from models import INFERENCE_KEYS, find_in_scenes, infer_batch
-from util import at_least_one, flag_field, non_negative_float, unit_interval
+from util import DataError, at_least_one, flag_field, non_negative_float, read_json, unit_interval, write_json_atomic
 
 RUN_FILE = "inference.json"  # in a run dir: its settings and chosen operating points
 LEGACY_POINT_FILE = "operating_point.json"  # where runs written before RUN_FILE keep their thresholds
@@ -183,19 +184,31 @@ class Inference:
         threshold), best first, after non-max suppression."""
         return select(boxes, scores, self.threshold if floor is None else floor, self.nms_iou)
 
-    def answer(self, models, params, nt_params):
-        """An answer(batch) for evaluate.evaluate: a batch of episodes (INFERENCE_KEYS) -> candidates()."""
+    def answer(self, model):
+        """An answer(batch) for evaluate.evaluate by a model (the module's docstring): a batch of
+        episodes (INFERENCE_KEYS: (B, Q, N, h, w, 4) uint8 anchors on (B, Q, N, 3) backgrounds,
+        (B, H, H, 3) uint8 scenes) -> candidates()."""
         def answer(batch):
-            probs, raw, objects = infer_batch(params, nt_params, {k: batch[k] for k in INFERENCE_KEYS}, models)
-            return self.candidates(models.config, probs, raw, batch["scene"],
-                                   lambda scenes: find_in_scenes(params, nt_params, scenes, objects, models))
+            return self.find(model, batch["scene"], query_embeddings(model, batch))
         return answer
 
-    def find(self, models, params, nt_params, scenes, embeddings):
+    def find(self, model, scenes, embeddings):
         """(B, H, H, 3) uint8 scenes and (B, C, E) object embeddings -> candidates()."""
         def rerun(other):
-            return find_in_scenes(params, nt_params, other, embeddings, models)
-        return self.candidates(models.config, *rerun(scenes), scenes, rerun)
+            return model.find(other, embeddings)
+        return self.candidates(model.config, *rerun(scenes), scenes, rerun)
+
+
+INFERENCE_KEYS = ("anchors", "anchor_backgrounds", "scene")  # what Inference.answer reads of a batch
+
+
+def query_embeddings(model, batch):
+    """A batch's (B, Q, N, h, w, 4) uint8 anchors on (B, Q, N, 3) backgrounds -> the (B, Q, E) embeddings
+    of its queries by a model (the module's docstring)."""
+    anchors = batch["anchors"]
+    embeddings = model.embed(anchors.reshape((-1, *anchors.shape[2:])),
+                             batch["anchor_backgrounds"].reshape((-1, *anchors.shape[2:3], 3)))
+    return embeddings.reshape((*anchors.shape[:2], -1))
 
 
 RUN_SETTINGS = ("box_score", "presence_power")  # what inference.json sets for a run; the rest are per call
@@ -243,20 +256,21 @@ def read_run_file(run_dir):
     (its top level without flips, its "flips" object with). A DataError naming a broken file."""
     path = os.path.join(run_dir, RUN_FILE)
     if os.path.exists(path):
-        stored = read_json(path)
-        fix = f"restore it, or delete it and choose again: python test.py --run-dir {run_dir} --split validation " \
-              "--choose-threshold"
-        if not isinstance(stored, dict) or not isinstance(stored.get("operating_points", []), list):
-            raise DataError(f"{path} is not a run's inference settings (an object with a list of operating_points): "
-                            f"{fix}")
-        points = stored.get("operating_points", [])
-    else:
-        config_path = os.path.join(run_dir, "model_config.json")
-        config = read_json(config_path) if os.path.exists(config_path) else {}
-        stored = {"box_score": config.get("box_score", "objectness"),
-                  "presence_power": config.get("presence_power", 0.0)}
-        path, points = config_path, legacy_points(run_dir, stored)
-        fix = "restore the file train.py wrote"
+        return read_run_settings(read_json(path), path, "restore it, or delete it and choose again: python test.py "
+                                 f"--run-dir {run_dir} --split validation --choose-threshold")
+    path = os.path.join(run_dir, "model_config.json")
+    config = read_json(path) if os.path.exists(path) else {}
+    settings = {"box_score": config.get("box_score", "objectness"), "presence_power": config.get("presence_power", 0.0)}
+    return read_run_settings({**settings, "operating_points": legacy_points(run_dir, settings)}, path,
+                             "restore the file train.py wrote")
+
+
+def read_run_settings(stored, path, fix):
+    """A run's inference settings as stored (inference.json's object; runtime.py's export.json holds
+    one too) checked -> read_run_file's dict; a DataError naming `path`, then `fix` (what to do)."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("operating_points", []), list):
+        raise DataError(f"{path} is not a run's inference settings (an object with a list of operating_points): {fix}")
+    points = stored.get("operating_points", [])
     defaults = {f.name: f.default for f in dataclasses.fields(Inference)}
     settings = {k: stored.get(k, defaults[k]) for k in RUN_SETTINGS}
     for point in points:
@@ -331,6 +345,20 @@ def from_tile(boxes, core, max_side):
     return (cx >= core[0]) & (cx < core[1]) & (cy >= core[2]) & (cy < core[3]) & (side < max_side)
 
 
+def enlarged_bilinear(images, size):
+    """(B, H, H, C) uint8 -> (B, size, size, C) uint8 by bilinear interpolation between pixel centres,
+    edges held (as jax.image.resize's "linear" enlarges), rounded."""
+    h = images.shape[1]
+    x = (np.arange(size) + 0.5) * h / size - 0.5
+    lo = np.floor(x).astype(int)
+    w = (x - lo).astype(np.float32)
+    lo, hi = np.clip(lo, 0, h - 1), np.clip(lo + 1, 0, h - 1)
+    f = images.astype(np.float32)
+    rows = f[:, lo] * (1 - w)[:, None, None] + f[:, hi] * w[:, None, None]
+    out = rows[:, :, lo] * (1 - w)[:, None] + rows[:, :, hi] * w[:, None]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def pyramid_boxes(scenes, scales, answer, config):
     """The boxes a test-time scene pyramid adds to the (B, H, H, 3) uint8 scenes -> [B][Q] of (boxes,
     scores) in the scenes' pixels. answer((B, H, H, 3) tiles) -> [B][Q] of (boxes, scores) in the tiles'
@@ -344,8 +372,7 @@ def pyramid_boxes(scenes, scales, answer, config):
     h = scenes.shape[1]
     for scale in scales:
         size = round(h * scale)
-        enlarged = jax.image.resize(scenes.astype(np.float32), (len(scenes), size, size, 3), "linear")
-        enlarged = np.clip(np.round(np.asarray(enlarged)), 0, 255).astype(np.uint8)
+        enlarged = enlarged_bilinear(scenes, size)
         for (y, *rows), (x, *cols) in itertools.product(pyramid_tiles(size, h), repeat=2):
             tile_found = answer(enlarged[:, y:y + h, x:x + h])
             added = added or [[([], []) for _ in scene] for scene in tile_found]

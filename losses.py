@@ -1,6 +1,6 @@
 """The loss, as pure jax functions of arrays: contrastive (embeddings), sigmoid focal (per-cell
-classifier; by default gamma 0, i.e. binary cross-entropy) and the box head's, summed by
-`total_loss` with the run's weights.
+classifier; by default gamma 0, i.e. binary cross-entropy) and the box head's against its YOLO
+cell targets (`cell_targets`), summed by `total_loss` with the run's weights.
 
 One name per quantity from flag to logged metric: --contrastive-loss-weight scales
 `contrastive_loss`, --classifier-loss-weight `classifier_loss`, --box-loss-weight `box_loss`
@@ -13,8 +13,74 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from boxes import cell_targets, near_misses, target_iou
+from boxes import box_iou, cell_offset, decode, shape_iou
 from models import mean_embedding
+
+
+# ---------------------------------------------------------------------------------------------
+# the box head's targets (boxes.py's YOLO assignment, in jax: they run inside the train step)
+
+
+def cell_targets(boxes, priors, grid, stride, cells=1):
+    """(I, 4) pixel boxes (-1 rows hidden) -> (G, G, A, 5) targets (objectness, the centre's x, y
+    offset from the cell's corner in cells, log w / p_w, log h / p_h), objectness 1 only at the
+    responsible (row, col, prior)s: the centre's cell, and with cells 3 its nearer horizontal and
+    vertical neighbours (inside the grid), where another instance's centre cell does not hold them."""
+    boxes = boxes.astype(jnp.float32)
+    visible = boxes[:, 0] >= 0
+    wh = jnp.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)  # (I, 2)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride  # (I, 2) in cells
+    cell = jnp.clip(jnp.floor(centre).astype(jnp.int32), 0, grid - 1)
+    prior = jnp.argmax(shape_iou(wh, priors, jnp), axis=1)  # (I,)
+    size = jnp.log(wh / priors[prior])
+
+    # each instance written at its (I, 2) (col, row) cell in `at`; hidden instances and cells off
+    # the grid are sent out of bounds, which scatter drops
+    def assign(targets, at):
+        inside = visible & jnp.all((at >= 0) & (at < grid), axis=1)
+        col, row = jnp.where(inside[:, None], at, grid).T
+        values = jnp.concatenate([jnp.ones_like(wh[:, :1]), centre - at, size], axis=1)
+        return targets.at[row, col, prior].set(values, mode="drop")
+
+    targets = jnp.zeros((grid, grid, len(priors), 5))
+    if cells == 3:  # the neighbours first, so that a cell holding one instance's centre keeps it
+        step = jnp.where(centre - cell < 0.5, -1, 1)  # (I, 2)
+        targets = assign(assign(targets, cell + step * jnp.array([1, 0])), cell + step * jnp.array([0, 1]))
+    return assign(targets, cell)
+
+
+def near_misses(outputs, boxes, priors, stride, iou_threshold, cells=1):
+    """(G, G, A, 5) raw outputs of one query and its (I, 4) pixel boxes (-1 rows hidden) -> (G, G, A)
+    {0, 1}: the predictions whose box overlaps a visible instance by more than iou_threshold. YOLOv3
+    leaves these out of the objectness loss unless responsible: a good box one cell off is no
+    background, and teaching it so fights the responsible prediction."""
+    predicted, _ = decode(outputs, priors, stride, xp=jnp, cells=cells)
+    overlap = jnp.max(box_iou(predicted, boxes, xp=jnp), axis=1, initial=0.0)  # hidden rows have no area
+    return (overlap > iou_threshold).astype(jnp.float32).reshape(outputs.shape[:-1])
+
+
+def target_iou(outputs, targets, priors, stride, generalized=False, cells=1):
+    """(..., A, 5) raw outputs and cell_targets alike shaped -> (..., A): the IoU of each prediction's
+    box with its target's, both placed in the same cell (meaningful where the target is responsible).
+    generalized: GIoU (Rezatofighi et al. 2019), the IoU less the share of the smallest box enclosing
+    both that neither covers, in (-1, 1]: unlike the IoU it still says which way to move a box that
+    misses its target."""
+    def corners(xy, twh):  # in cells: the centre's offset in the cell, the size over the stride
+        wh = priors * jnp.exp(jnp.clip(twh, -10, 10)) / stride
+        return xy - wh / 2, xy + wh / 2
+    p0, p1 = corners(cell_offset(jax.nn.sigmoid(outputs[..., 1:3]), cells), outputs[..., 3:5])
+    t0, t1 = corners(targets[..., 1:3], targets[..., 3:5])
+    inter = jnp.prod(jnp.clip(jnp.minimum(p1, t1) - jnp.maximum(p0, t0), 0, None), axis=-1)
+    union = jnp.prod(p1 - p0, axis=-1) + jnp.prod(t1 - t0, axis=-1) - inter
+    iou = inter / jnp.maximum(union, 1e-12)
+    if not generalized:
+        return iou
+    hull = jnp.prod(jnp.maximum(p1, t1) - jnp.minimum(p0, t0), axis=-1)
+    return iou - (hull - union) / jnp.maximum(hull, 1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the losses
 
 
 def contrastive_loss(anchors, positives, temperature=1.0, reduction="mean"):
@@ -37,20 +103,20 @@ def focal_loss(logits, targets, alpha=0.25, gamma=2.0):
 
 
 def box_loss(outputs, targets, alpha=0.25, gamma=2.0, ignore=None, quality=None, giou=None, cells=1):
-    """YOLO-style box losses of (..., A, 5) raw outputs against boxes.cell_targets -> (objectness,
+    """YOLO-style box losses of (..., A, 5) raw outputs against cell_targets -> (objectness,
     coordinates), each a sum over the responsible (cell, prior)s' share, divided by their number.
 
     Objectness: focal loss over every (cell, prior) but the ignored ones (ignore: (..., A) {0, 1},
-    boxes.near_misses; a responsible one always counts), normalised by the number of responsible
+    near_misses; a responsible one always counts), normalised by the number of responsible
     ones as RetinaNet does (a mean over all would drown the few positives: ~1 in 1000 here).
     quality: (..., A) in [0, 1], the responsible predictions' target instead of 1 (YOLOv2 uses
-    the IoU of the predicted box, boxes.target_iou), as the varifocal loss (Zhang et al. 2021)
+    the IoU of the predicted box, target_iou), as the varifocal loss (Zhang et al. 2021)
     takes it: binary cross-entropy against it, weighted by it; the negatives' focal term is
     unchanged (its weight 1 - alpha = 0.75 is the varifocal loss's own).
     Coordinates, only where responsible: binary cross-entropy of sigmoid(t_x), sigmoid(t_y)
     against the centre's offset in its cell (through boxes.cell_offset's stretch, with cells
     3), squared error of t_w, t_h against log(size / prior);
-    or, given giou ((..., A), boxes.target_iou(generalized=True) of the outputs), 1 - giou, which
+    or, given giou ((..., A), target_iou(generalized=True) of the outputs), 1 - giou, which
     weighs each error by what it costs the box's overlap (a small box's misplacement more).
     """
     responsible = targets[..., 0]
@@ -79,7 +145,7 @@ def box_targets(boxes, config):
 
 
 def box_near_misses(box_outputs, boxes, config, iou_threshold):
-    """(B, Q, G, G, A, 5) raw outputs and (B, Q, I, 4) pixel boxes -> (B, Q, G, G, A) boxes.near_misses,
+    """(B, Q, G, G, A, 5) raw outputs and (B, Q, I, 4) pixel boxes -> (B, Q, G, G, A) near_misses,
     a constant of the loss (no gradient flows through which predictions are ignored)."""
     near = functools.partial(near_misses, priors=jnp.asarray(config.priors), stride=config.stride,
                              iou_threshold=iou_threshold, cells=config.box_cells)
@@ -87,7 +153,7 @@ def box_near_misses(box_outputs, boxes, config, iou_threshold):
 
 
 def box_target_iou(box_outputs, targets, config, generalized=False):
-    """(B, Q, G, G, A, 5) raw outputs and box_targets -> (B, Q, G, G, A) boxes.target_iou."""
+    """(B, Q, G, G, A, 5) raw outputs and box_targets -> (B, Q, G, G, A) target_iou."""
     return target_iou(box_outputs, targets, jnp.asarray(config.priors), config.stride, generalized, config.box_cells)
 
 

@@ -10,8 +10,8 @@ broadcast against the C embeddings at the add after `broadcast_e` and at every s
 backbone runs once per scene whatever C is (as the original does).
 
 Reading order: ModelConfig, the two Keras graphs, then the functional passes (`embed_views`,
-`cell_outputs`), the jitted inference steps (`infer_batch`, `embed_objects`, `find_in_scenes`),
-state <-> arrays and `load_run`.
+`cell_outputs`), the jitted inference steps (`embed_objects`, `find_in_scenes`), state <-> arrays
+and `load_run`'s `Run`, the JAX backend inference.Inference calls.
 """
 
 import argparse
@@ -37,10 +37,10 @@ if ("xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-from data import DataError, composite, read_json  # noqa: E402
-from util import atomic_write, one_line  # noqa: E402
+from util import DataError, atomic_write, composite, one_line, read_json  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -473,19 +473,6 @@ def cell_outputs(models, params, nt_params, scenes, embeddings, training):
 # ---------------------------------------------------------------------------------------------
 # inference steps (jitted, inference mode); params and nt_params are (embedding's, scene's) pairs
 
-INFERENCE_KEYS = ("anchors", "anchor_backgrounds", "scene")  # what infer_batch reads of a batch
-
-
-@functools.partial(jax.jit, static_argnames="models")
-def infer_batch(params, nt_params, batch, models):
-    """A batch of episodes (INFERENCE_KEYS) -> (B, Q, G, G) P(object), (B, Q, G, G, A, 5) raw box
-    outputs (None without a box head) and (B, Q, E) object embeddings."""
-    anchors, _ = embed_views(models, params[0], nt_params[0], batch["anchors"], batch["anchor_backgrounds"], False)
-    objects = mean_embedding(anchors)
-    logits, boxes, _ = cell_outputs(models, params[1], nt_params[1], batch["scene"], objects, False)
-    return jax.nn.sigmoid(logits), boxes, objects
-
-
 @functools.partial(jax.jit, static_argnames="models")
 def embed_objects(params, nt_params, views, backgrounds, models):
     """(K, N, h, w, 4) uint8 views on (K, N, 3) backgrounds -> (K, E) object embeddings."""
@@ -554,16 +541,27 @@ def load_weights(directory, models, fix):
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """A finished training run: its options.json as a dict, its models and their state."""
+    """Models and their state as inference.Inference calls them (the JAX backend; runtime.Exported
+    is the ONNX one); load_run's also hold the run's options.json as a dict."""
 
-    options: dict
     models: Models
     params: tuple
     nt_params: tuple
+    options: dict = dataclasses.field(default_factory=dict)
 
     @property
     def config(self):
         return self.models.config
+
+    def embed(self, views, backgrounds):
+        """(K, N, h, w, 4) uint8 views on (K, N, 3) uint8 backgrounds -> (K, E) float32 object embeddings."""
+        return np.asarray(embed_objects(self.params, self.nt_params, views, backgrounds, self.models))
+
+    def find(self, scenes, embeddings):
+        """(B, H, W, 3) uint8 scenes, (B, C, E) object embeddings -> (B, C, G, G) float32 P(object) and
+        (B, C, G, G, A, 5) raw box outputs (None without a box head)."""
+        probs, boxes = find_in_scenes(self.params, self.nt_params, scenes, embeddings, self.models)
+        return np.asarray(probs), None if boxes is None else np.asarray(boxes)
 
 
 def load_run(run_dir):
@@ -572,13 +570,15 @@ def load_run(run_dir):
         raise DataError(f"run dir {run_dir} does not exist: give one made by v3_train.sh, or pretrained")
     needed = ("options.json", "model_config.json", "embedding.weights.h5", "scene.weights.h5")
     missing = [name for name in needed if not os.path.exists(os.path.join(run_dir, name))]
+    if missing and os.path.exists(os.path.join(run_dir, "export.json")):
+        raise DataError(f"{run_dir} holds an ONNX export (export.py's), not a run: give --backend onnx")
     if missing:
         raise DataError(f"{run_dir} has no {', '.join(missing)}: is it a finished training run? (finish an "
                         f"interrupted one with: python train.py --resume {run_dir})")
     path = os.path.join(run_dir, "model_config.json")
     models = build_from_file(load_config(path), path)
     load_weights(run_dir, models, "the run dir is inconsistent, retrain or restore it")
-    return Run(read_json(os.path.join(run_dir, "options.json")), models, *model_state(models))
+    return Run(models, *model_state(models), options=read_json(os.path.join(run_dir, "options.json")))
 
 
 def check_scene_size(split, config):

@@ -14,8 +14,9 @@ import os
 import numpy as np
 
 from boxes import visible
-from data import GREY, DataError, Split, composite_uint8
-from util import border, draw_boxes, exits_in_one_line, hstack, palette, save_png, tile, tint, vstack
+from data import Split
+from util import (GREY, DataError, border, composite_uint8, draw_boxes, exits_in_one_line, hstack, palette, save_png,
+    tile, tint, vstack)
 
 
 def scene_row(split, index):

@@ -11,5 +11,6 @@ cd "$(dirname "$0")"
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt \
-  -r requirements-tracking.txt -r requirements-demo.txt  # optional for users; installed here so their tests run
+  -r requirements-tracking.txt -r requirements-demo.txt -r requirements-onnx.txt  # optional for users; their tests run
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements-export.txt  # as its header says
 exec "$VENV/bin/python" -m pytest $PYTEST_ARGS tests

@@ -24,12 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data import SPLITS, DataError, read_json, write_json_atomic
+from data import SPLITS
 from evaluate import not_test_outputs, written_by_test
 from inference import LEGACY_POINT_FILE, RUN_FILE, RUN_SETTINGS, Inference
 from models import load_weights, save_config, save_weights
-from data import composite_uint8
-from util import atomic_write, hstack, io_error_line, remove_stale_temps, save_figure, temp_path, tile, tint, vstack
+from util import (DataError, atomic_write, composite_uint8, hstack, io_error_line, read_json, remove_stale_temps,
+    save_figure, temp_path, tile, tint, vstack, write_json_atomic)
 
 # The evaluation suite, in order: test.py --suite (v3_test.sh) and sweep.py run each into RUN_DIR/NAME
 # as test.test(**kwargs). Validation first: it chooses the run's operating threshold when it has none.

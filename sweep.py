@@ -23,9 +23,8 @@ import sys
 import numpy as np
 
 import hyperparameters
-from data import DataError, read_json
 from runs import EVALUATIONS, chooses_threshold, evaluation_flags, in_data
-from util import atomic_write, exits_in_one_line, huge_pages_env
+from util import DataError, atomic_write, exits_in_one_line, huge_pages_env, read_json
 
 SPLITS = ("validation", "test")  # a seed counts once tested on both
 COLUMNS = (  # (metrics.json key, header): higher is better except false positives

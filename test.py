@@ -22,7 +22,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from boxes import visible  # noqa: E402
-from data import GREY, DataError, Split, composite_uint8, read_json, write_json_atomic  # noqa: E402
+from data import Split  # noqa: E402
 from evaluate import (MIN_SCORE, TEST_MARKER, box_figures, cell_figures, coco_figures, coco_json,  # noqa: E402
                       evaluate, evaluation_parser, family_figures, load, not_test_outputs, object_embeddings,
                       retrieval_recall)
@@ -30,9 +30,9 @@ from inference import FALSE_ALARM_BUDGET, Inference, read_run_file  # noqa: E402
 from metrics import average_precision, precision_recall_curve  # noqa: E402
 from models import enable_compilation_cache  # noqa: E402
 from runs import EVALUATIONS, chooses_threshold, evaluation_dir, in_data  # noqa: E402
-from util import (atomic_write, border, draw_boxes, exits_in_one_line, heatmap, hstack,  # noqa: E402
-                  non_negative_int, positive_int, remove_stale_temps, save_figure, save_png, swap_dir, temp_path, tile,
-                  upsample, vstack)
+from util import (GREY, DataError, atomic_write, border, composite_uint8, draw_boxes, exits_in_one_line,  # noqa: E402
+                  heatmap, hstack, non_negative_int, positive_int, read_json, remove_stale_temps, save_figure, save_png,
+                  swap_dir, temp_path, tile, upsample, vstack, write_json_atomic)
 
 
 def pair_ap(pred):
@@ -247,7 +247,7 @@ def test(run_dir, data_dir, split_name="test", out_dir=None, num_views=0, backgr
         raise DataError(f"{run_dir} has no operating threshold for these settings yet: choose it on the validation "
                         f"split first: python test.py --run-dir {run_dir} --data-dir {data_dir} --split validation "
                         f"--choose-threshold{given} (sh v3_test.sh does), or give --threshold")
-    pred = evaluate(split, inference.answer(run.models, run.params, run.nt_params), num_views=num_views,
+    pred = evaluate(split, inference.answer(run), num_views=num_views,
                     num_absent=absent_queries, batch_size=batch_size, background=background, references=references,
                     min_score=min_score, nms_iou=inference.nms_iou, desc="testing")
     embeddings = object_embeddings(split, run, num_views)

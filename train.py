@@ -35,7 +35,7 @@ from hyperparameters import load_recipe, parse_args  # noqa: E402
 from inference import Inference  # noqa: E402
 from losses import total_loss  # noqa: E402
 from metrics import box_metrics, pixel_metrics  # noqa: E402
-from models import (CPU_CONFIG, SEED_CONFIG, build_from_file, cell_outputs, check_scene_size,  # noqa: E402
+from models import (CPU_CONFIG, SEED_CONFIG, Run, build_from_file, cell_outputs, check_scene_size,  # noqa: E402
                     embed_views, enable_compilation_cache, load_config, mean_embedding, model_state, save_weights)
 from runs import (LOSS_CURVES, RunDirLock, Stopped, TensorBoard, check_new_run_dir, debug_picture,  # noqa: E402
                   episode_picture, latest_checkpoint, load_checkpoint, plot_curves, resume_run_dir, save_checkpoint,
@@ -150,7 +150,7 @@ def build(hp, train_split=None):
 def validate(models, params, nt_params, split, hp):
     """Per-cell figures (and box AP50 with a box head) over the first hp.eval_episodes validation
     episodes (fixed, views on grey, objects present only) -> (figures, Predictions)."""
-    pred = evaluate(split, Inference().answer(models, params, nt_params), num_views=hp.num_views,
+    pred = evaluate(split, Inference().answer(Run(models, params, nt_params)), num_views=hp.num_views,
                     num_objects=hp.num_objects,
                     num_episodes=hp.eval_episodes, batch_size=hp.scenes_per_step, seed=hp.seed)
     figures = pixel_metrics(pred.probs, pred.masks)

@@ -1,10 +1,12 @@
-"""Small shared helpers: argparse types with ranges, atomic writes and directory swaps, a run-dir
-lock, and pictures of scenes, masks, boxes and reference views."""
+"""Small shared helpers: argparse types with ranges, atomic writes, JSON files and directory swaps,
+a run-dir lock, images on the training grey, and pictures of scenes, masks, boxes and reference
+views. numpy and Pillow only: the ONNX runtime (runtime.py) imports it without JAX."""
 
 import argparse
 import colorsys
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import re
@@ -119,6 +121,24 @@ def atomic_write(path, suffix=""):
         raise
 
 
+def write_json_atomic(path, obj, indent=1):
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=indent, sort_keys=True, separators=None if indent else (",", ":"))
+        f.write("\n")
+
+
+def read_json(path):
+    """A JSON file's contents; a DataError naming the file if it is missing or not valid JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not valid JSON ({error}): truncated or edited? Restore it, or remake what "
+                        "holds it") from None
+
+
 def pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -162,6 +182,25 @@ def swap_dir(new, path):
     os.rename(new, path)
     if had_old:
         shutil.rmtree(old)
+
+
+GREY = 128  # the background every reference view and letterboxed scene is composited on
+
+
+def composite(rgba, background):
+    """RGBA views over a background colour; works on numpy and jax arrays alike.
+
+    rgba (..., h, w, 4) uint8, background (..., 3) uint8 -> (..., h, w, 3) float32 in [0, 1].
+    """
+    alpha = rgba[..., 3:].astype("float32") / 255
+    rgb = rgba[..., :3].astype("float32") / 255
+    background = background[..., None, None, :].astype("float32") / 255
+    return rgb * alpha + background * (1 - alpha)
+
+
+def composite_uint8(rgba, background):
+    """composite() as a picture: (..., h, w, 4) uint8 RGBA on (..., 3) uint8 -> (..., h, w, 3) uint8, rounded."""
+    return np.round(np.asarray(composite(rgba, background)) * 255).astype(np.uint8)
 
 
 def palette(k):

@@ -9,8 +9,8 @@ import numpy as np
 
 from boxes import decode
 from evaluate import best_operating_point, box_figures, evaluate, evaluation_parser, load
-from inference import FALSE_ALARM_BUDGET
-from models import INFERENCE_KEYS, enable_compilation_cache, infer_batch
+from inference import FALSE_ALARM_BUDGET, query_embeddings
+from models import enable_compilation_cache
 from util import exits_in_one_line, unit_interval
 
 
@@ -19,8 +19,7 @@ def mixed_answer(run, a):
     config = run.config
 
     def answer(batch):
-        probs, raw, _ = infer_batch(run.params, run.nt_params, {k: batch[k] for k in INFERENCE_KEYS}, run.models)
-        probs, raw = np.asarray(probs), np.asarray(raw)
+        probs, raw = run.find(batch["scene"], query_embeddings(run, batch))
         mixed = []
         for scene_probs, scene_raw in zip(probs, raw):
             row = []

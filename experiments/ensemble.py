@@ -15,19 +15,18 @@ import numpy as np
 from boxes import decode
 from data import Split
 from evaluate import box_figures, cell_figures, evaluate, evaluation_parser
-from inference import Inference, averaged_over_flips
-from models import (INFERENCE_KEYS, check_scene_size, enable_compilation_cache, find_in_scenes, infer_batch,
-                    load_run)
+from inference import Inference, averaged_over_flips, query_embeddings
+from models import check_scene_size, enable_compilation_cache, load_run
 from util import exits_in_one_line
 
 
 def run_outputs(run, batch, flips):
     """One run's (B, Q, G, G) P(object) and (B, Q, G, G, A, 5) raw box outputs for an episode batch."""
-    probs, raw, objects = infer_batch(run.params, run.nt_params, {k: batch[k] for k in INFERENCE_KEYS}, run.models)
+    objects = query_embeddings(run, batch)
+    probs, raw = run.find(batch["scene"], objects)
     if flips:
-        probs, raw = averaged_over_flips(probs, raw, batch["scene"], lambda scenes: find_in_scenes(
-            run.params, run.nt_params, scenes, objects, run.models))
-    return np.asarray(probs), np.asarray(raw)
+        probs, raw = averaged_over_flips(probs, raw, batch["scene"], lambda scenes: run.find(scenes, objects))
+    return probs, raw
 
 
 def averaged_answer(runs, inference, flips):

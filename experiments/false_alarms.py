@@ -63,7 +63,7 @@ def main(argv=None):
         inference = Inference.for_run(args.run_dir, **Inference.from_flags(args))
         run, split = load(args.run_dir, args.data_dir, args.split)
     threshold = OPERATING_THRESHOLD if inference.threshold is None else inference.threshold
-    answer = inference.answer(run.models, run.params, run.nt_params)
+    answer = inference.answer(run)
     pred = evaluate(split, answer, num_views=run.options["num_views"], num_absent=args.absent_queries,
                     min_score=args.min_score, nms_iou=inference.nms_iou, desc=args.split)
     hits, counts, beside_a_hit = false_detections(pred, threshold)
@@ -76,7 +76,7 @@ def main(argv=None):
     print(f"  of the badly placed, {beside_a_hit} beside a good box of the same instance")
     for nms in args.nms:
         figures = box_figures(pred if nms == inference.nms_iou else evaluate(
-            split, dataclasses.replace(inference, nms_iou=nms).answer(run.models, run.params, run.nt_params),
+            split, dataclasses.replace(inference, nms_iou=nms).answer(run),
             num_views=run.options["num_views"], num_absent=args.absent_queries, min_score=args.min_score,
             nms_iou=nms), threshold)
         print(f"  NMS IoU {nms}: box AP50 {figures['box_ap50']:.3f}, AP[.50:.95] {figures['box_ap50_95']:.3f}, "

@@ -26,7 +26,7 @@ def main(argv=None):
     rows = []
     for power in args.powers:
         gated = dataclasses.replace(inference, presence_power=power)
-        pred = evaluate(split, gated.answer(run.models, run.params, run.nt_params), num_views=run.options["num_views"],
+        pred = evaluate(split, gated.answer(run), num_views=run.options["num_views"],
                         num_absent=args.absent_queries, min_score=args.min_score, nms_iou=gated.nms_iou,
                         desc=f"power {power:g}")
         figures = box_figures(pred, None)  # None: this split's own threshold for the budget

@@ -31,7 +31,7 @@ def answered(args, split_name, references="renders"):
     run, split = load(args.run_dir, args.data_dir, split_name)
     inference = Inference.for_run(args.run_dir, **Inference.from_flags(args))
     plain, pyramid = (evaluate(split, dataclasses.replace(inference, pyramid_scales=scales, pyramid_auto=False)
-                               .answer(run.models, run.params, run.nt_params),
+                               .answer(run),
                                num_views=run.options["num_views"], num_absent=args.absent_queries,
                                references=references, min_score=args.min_score, nms_iou=inference.nms_iou,
                                desc=f"{split_name} {references} {'pyramid' if scales else 'plain'}")

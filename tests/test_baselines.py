@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from baselines import template_map, view_templates
-from data import GREY
+from util import GREY
 
 
 def test_template_matching_finds_a_pasted_template_and_its_box():

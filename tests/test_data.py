@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import data
-from data import (GREY, DataError, EpisodeLoader, SceneCrops, Split, composite, format_id_ranges, parse_id_range,
-                  prefetch, zoom_scene)
+from data import EpisodeLoader, SceneCrops, Split, format_id_ranges, parse_id_range, prefetch, zoom_scene
+from util import GREY, DataError, composite
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, generate, tiny_args
-from data import SPLITS, DataError, Split
+from data import SPLITS, Split
+from util import DataError
 
 pytestmark = pytest.mark.slow  # every test renders with pybullet
 

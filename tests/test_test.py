@@ -271,7 +271,7 @@ def scoring_answer(tiny_data, trained):
     batch = {k: np.stack([episode[k]]) for k in EPISODE_KEYS}
 
     def answer(**settings):
-        return Inference(**settings).answer(run.models, run.params, run.nt_params)(batch)
+        return Inference(**settings).answer(run)(batch)
 
     return answer, run
 
