@@ -70,11 +70,11 @@ def read_export(export_dir):
     return {**stored, "config": config, "inference": read_run_settings(stored.get("inference"), path, fix)}
 
 
-def session(graph, threads=0):
-    """An onnxruntime CPU session of one graph (a path, or the serialised model); threads 0:
-    onnxruntime's own choice (a thread per physical core). One it cannot load is a DataError naming it."""
+def session(graph):
+    """An onnxruntime CPU session of one graph (a path, or the serialised model), a thread per
+    physical core (its default: one thread is 1.8x slower here, docs/benchmarks.md's machine). One
+    it cannot load is a DataError naming it."""
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only: its warnings about unused constants are no user's concern
     try:
         return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
@@ -87,12 +87,11 @@ def session(graph, threads=0):
 class Exported:
     """An export dir's graphs in onnxruntime sessions, called as inference.Inference calls a model."""
 
-    def __init__(self, export_dir, threads=0):
+    def __init__(self, export_dir):
         export = read_export(export_dir)
-        self.export_dir = export_dir
         self.config = export["config"]
         self.run_file = export["inference"]  # inference.read_run_file's dict, for Inference.from_run_file
-        self.embedding, self.scene = (session(os.path.join(export_dir, f"{name}.onnx"), threads) for name in GRAPHS)
+        self.embedding, self.scene = (session(os.path.join(export_dir, f"{name}.onnx")) for name in GRAPHS)
         self.has_boxes = len(self.scene.get_outputs()) == 2
 
     def embed(self, views, backgrounds):
