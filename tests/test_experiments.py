@@ -3,8 +3,8 @@ figures are the experiments' business, but a script that no longer runs is a rec
 
 import pytest
 
-from experiments import (api_speed, box_score_mix, ensemble, false_alarms, far_camera_check, presence_gate,
-                         pyramid_gate, scene_size_check)
+from experiments import (api_speed, box_score_mix, ensemble, false_alarms, far_camera_check, onnx_folding,
+                         presence_gate, pyramid_gate, scene_size_check)
 
 
 @pytest.fixture
@@ -36,3 +36,8 @@ def test_the_api_and_demo_checks(common):
     assert set(far_camera_check.main([*common, "--scenes", "0", "1", "--views", "2"])) == {False, True}
     found = scene_size_check.main([*common, "--sizes", "128", "256", "--seeds", "1", "--objects", "3"])
     assert set(found) == {(0, 128), (0, 256)}
+
+
+def test_folding_batch_norm_keeps_the_scene_pass(trained):
+    result = onnx_folding.main(["--run-dir", str(trained), "--objects", "2", "--rounds", "2"])
+    assert result["folded"] > 0 and max(result["differences"]) <= 1e-4 and min(result["ms"]) > 0
