@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the test suite: creates .venv if missing, installs requirements*.txt, runs pytest.
-# Runtime on a 2-core CPU: 8 min 47 s measured on a fresh clone (CI=true bash .ci/run; ~1.3 min
-# installing, gradio and the ONNX packages included; pytest 7 min 27 s for 250 tests).
+# Runtime on a 2-core CPU: 8 min 48 s measured on a fresh clone (CI=true bash .ci/run; ~1.3 min
+# installing, gradio and the ONNX packages included; pytest 7 min 29 s for 251 tests).
 # Result: pytest's summary line, e.g. "N passed"; the exit status is pytest's.
 set -e
 cd "$(dirname "$0")"
