@@ -28,7 +28,8 @@ from evaluate import (best_operating_point, box_figures, box_queries, cell_figur
 from inference import OPERATING_THRESHOLD, Inference  # noqa: E402
 from models import embed_objects, enable_compilation_cache  # noqa: E402
 from test import plot_pr_curves  # noqa: E402
-from util import GREY, composite_uint8, exits_in_one_line, non_negative_int, positive_int, write_json_atomic  # noqa: E402
+from util import (GREY, composite_uint8, exits_in_one_line, non_negative_int, positive_int,  # noqa: E402
+                  write_json_atomic)
 
 
 def view_templates(views, sizes):

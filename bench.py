@@ -396,7 +396,7 @@ def child_seconds_and_peak_mb(command):
 
 def latency_worker(args):
     """One backend's latencies (bench_latency's), printed as a JSON line."""
-    from detect import Detector, letterbox, on_grey
+    from detect import Detector
 
     detector = Detector(args.run_dir, args.worker)
     config = detector.config
@@ -415,24 +415,23 @@ def latency_worker(args):
                 "p95_ms": round(1e3 * float(np.percentile(times, 95)), 2)}
 
     result = {"frame": {}, "scene_pass": {}, "embed": {}}
-    boxed = on_grey(letterbox(np.concatenate([scene, np.full(scene.shape[:2] + (1,), 255, np.uint8)], -1),
-                              config.scene_size)[0])[None]
     for c in LATENCY_OBJECTS:
-        objects = {f"object {i}": detector.embed(views[i % 16:i % 16 + 1]) for i in range(c)}
+        objects = {f"object {i}": detector.embed(views[i:i + 1]) for i in range(c)}
         embeddings = np.stack(list(objects.values()))[None]
         result["frame"][c] = percentiles(lambda: detector.find(scene, objects))
-        result["scene_pass"][c] = percentiles(lambda: detector.model.find(boxed, embeddings))
+        # the scene is already the model's size and opaque: what find's letterbox hands the model
+        result["scene_pass"][c] = percentiles(lambda: detector.model.find(scene[None], embeddings))
     for n in LATENCY_VIEWS:
         result["embed"][n] = percentiles(lambda: detector.embed(views[:n]))
     if args.worker == "onnx" and args.profile:
-        result["onnx_op_kinds"] = onnx_op_kinds(os.path.join(args.run_dir, "scene.onnx"), boxed[0], embeddings[0])
+        result["onnx_op_kinds"] = onnx_op_kinds(os.path.join(args.run_dir, "scene.onnx"), scene, embeddings[0])
     if args.worker == "jax":
         from models import find_in_scenes
         run = detector.model
         result["gflop_per_frame"] = {}
         for c in LATENCY_OBJECTS:
-            compiled = find_in_scenes.lower(run.params, run.nt_params, boxed, np.zeros((1, c, config.embedding_dim),
-                                                                                       np.float32), run.models).compile()
+            embeddings = np.zeros((1, c, config.embedding_dim), np.float32)
+            compiled = find_in_scenes.lower(run.params, run.nt_params, scene[None], embeddings, run.models).compile()
             cost = compiled.cost_analysis()
             result["gflop_per_frame"][c] = round((cost[0] if isinstance(cost, list) else cost)["flops"] / 1e9, 3)
     print(json.dumps(result))

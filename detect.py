@@ -193,7 +193,8 @@ class Detector:
             try:
                 import runtime
             except ModuleNotFoundError as missing:
-                raise DataError(f"the onnx backend needs {missing.name}: pip install -r requirements-onnx.txt") from None
+                raise DataError(f"the onnx backend needs {missing.name}: pip install -r "
+                                "requirements-onnx.txt") from None
             load, self.run_file = runtime.Exported, runtime.read_export(run_dir)["inference"]
         elif backend == "jax":
             import models

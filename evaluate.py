@@ -305,8 +305,9 @@ def recall_at_false_alarms(present, absent, per_query=FALSE_ALARM_BUDGET):
 
 
 def object_embeddings(split, run, num_views):
-    """A model (inference.py's: models.Run or runtime.Exported) -> (queries, keys): every object's (K, E) mean embedding of its views [0, N) and of its views
-    [N, 2N), on grey; None when the split has fewer than 2N views per object."""
+    """A model (inference.py's: models.Run or runtime.Exported) -> (queries, keys): every object's
+    (K, E) mean embedding of its views [0, N) and of its views [N, 2N), on grey; None when the
+    split has fewer than 2N views per object."""
     if 2 * num_views > split.views_per_object:
         return None
     views = np.stack([split.views(i)[:2 * num_views] for i in split.object_ids])  # (K, 2N, h, w, 4) uint8

@@ -43,7 +43,8 @@ from inference import read_run_file  # noqa: E402
 from models import embed_objects, find_in_scenes, load_run  # noqa: E402
 from util import GREY, DataError, atomic_write, exits_in_one_line, remove_stale_temps, write_json_atomic  # noqa: E402
 
-logging.getLogger("onnx_ir").setLevel(logging.ERROR)  # its notes on untyped shape constants: the check below is what counts
+# onnx_ir's notes on untyped shape constants are noise to a user: the check below is what counts
+logging.getLogger("onnx_ir").setLevel(logging.ERROR)
 OPSET = 21  # onnxruntime 1.18 and later run it
 TOLERANCE = 1e-4  # the largest |ONNX - JAX| of any output an export may have
 CHECK_SCENES, CHECK_OBJECTS, CHECK_VIEWS = 2, 3, 4  # the check's random inputs
@@ -92,10 +93,9 @@ def check_inputs(config, seed=0):
                        embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)] for _ in range(CHECK_SCENES)]}
 
 
-def largest_differences(function, proto, inputs, input_names, output_names):
-    """One graph's outputs by onnxruntime against the function's by JAX on each of `inputs` ->
-    {output name: the largest |difference|}."""
-    ort = session(proto.SerializeToString())
+def largest_differences(function, ort, inputs, input_names, output_names):
+    """One graph's outputs by an onnxruntime session against the function's by JAX on each of
+    `inputs` -> {output name: the largest |difference|}."""
     worst = dict.fromkeys(output_names, 0.0)
     for arrays in inputs:
         ours = ort.run(None, dict(zip(input_names, arrays)))
@@ -134,11 +134,14 @@ def export(run_dir, out_dir, opset=OPSET, log=print):
     run = load_run(run_dir)
     c = run.config
     inputs = check_inputs(c)
-    protos, checked, started = {}, {}, time.perf_counter()
+    protos, checked, described_graphs, started = {}, {}, {}, time.perf_counter()
     for name, (function, specs, input_names, output_names) in graphs(run).items():
         protos[name] = to_onnx(function, specs, model_name=f"yolz_{name}", opset=opset, input_names=input_names,
                                output_names=output_names)
-        checked[name] = largest_differences(function, protos[name], inputs[name], input_names, output_names)
+        ort = session(protos[name].SerializeToString())
+        checked[name] = largest_differences(function, ort, inputs[name], input_names, output_names)
+        described_graphs[name] = {"file": f"{name}.onnx", "inputs": described(ort.get_inputs()),
+                                  "outputs": described(ort.get_outputs())}
         log(f"{name}: converted and checked, largest |ONNX - JAX| "
             + ", ".join(f"{k} {v:.1e}" for k, v in checked[name].items()))
     worst = max((v, f"{g} {k}") for g, outs in checked.items() for k, v in outs.items())
@@ -146,14 +149,9 @@ def export(run_dir, out_dir, opset=OPSET, log=print):
         raise DataError(f"{run_dir}: the ONNX graphs differ from JAX by up to {worst[0]:.2g} ({worst[1]}), over "
                         f"{TOLERANCE:g}: a converter version other than requirements-export.txt's? Nothing was written")
     os.makedirs(out_dir, exist_ok=True)
-    described_graphs = {}
     for name, proto in protos.items():
-        path = os.path.join(out_dir, f"{name}.onnx")
-        with atomic_write(path, suffix=".onnx") as tmp:
+        with atomic_write(os.path.join(out_dir, f"{name}.onnx"), suffix=".onnx") as tmp:
             onnx.save_model(proto, tmp)
-        ort = session(path)
-        described_graphs[name] = {"file": f"{name}.onnx", "inputs": described(ort.get_inputs()),
-                                  "outputs": described(ort.get_outputs())}
     config = ExportedConfig(scene_size=c.scene_size, view_size=c.view_size, embedding_dim=c.embedding_dim,
                             grid_size=c.grid_size, stride=c.stride, priors=c.priors, box_cells=c.box_cells)
     stored = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "run_dir": os.path.abspath(run_dir),

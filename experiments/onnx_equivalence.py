@@ -14,8 +14,8 @@ from inference import Inference, query_embeddings
 from runtime import Exported
 from util import DataError, exits_in_one_line
 
-FIGURES = ("average_precision", "retrieval_recall@1", "box_ap50", "box_ap50_present_only", "coco_ap50", "coco_ap", "box_recall",
-           "absent_false_positives_per_query", "box_recall_at_false_alarm_budget")
+FIGURES = ("average_precision", "retrieval_recall@1", "box_ap50", "box_ap50_present_only", "coco_ap50", "coco_ap",
+           "box_recall", "absent_false_positives_per_query", "box_recall_at_false_alarm_budget")
 
 
 def largest_output_differences(run, exported, split, num_views, batch_size=8):
@@ -24,8 +24,9 @@ def largest_output_differences(run, exported, split, num_views, batch_size=8):
     worst = dict.fromkeys(("embeddings", "p_object", "box_outputs"), 0.0)
 
     def answer(batch):
-        outputs = [(query_embeddings(model, batch), *model.find(batch["scene"], query_embeddings(run, batch)))
-                   for model in (run, exported)]
+        embeddings = query_embeddings(run, batch)  # both find with JAX's: each graph compared on its own
+        outputs = [(query_embeddings(model, batch) if model is exported else embeddings,
+                    *model.find(batch["scene"], embeddings)) for model in (run, exported)]
         for name, a, b in zip(worst, *outputs):
             worst[name] = max(worst[name], float(np.max(np.abs(a - b))))
         return outputs[0][1], None

@@ -33,11 +33,19 @@ def folded(run):
             gamma, beta, mean, var = (np.asarray(w) for w in bn.get_weights())
             scale = gamma / np.sqrt(var + bn.epsilon)
             conv.set_weights([np.asarray(conv.kernel) * scale, np.asarray(conv.bias) * scale + beta - mean * scale])
-            bn.set_weights([np.ones_like(scale), np.zeros_like(scale), np.zeros_like(scale), 1 - bn.epsilon + 0 * scale])
+            ones, zeros = np.ones_like(scale), np.zeros_like(scale)
+            bn.set_weights([ones, zeros, zeros, ones - bn.epsilon])
             bn.call = lambda inputs, training=None, mask=None: inputs
             count += 1
     jax.clear_caches()  # so that the next trace sees the layers gone
     return Run(run.models, *model_state(run.models), run.options), count
+
+
+def converted(run):
+    """The run's scene graph as export.py converts it, in an onnxruntime session."""
+    function, specs, ins, outs = export.graphs(run)["scene"]
+    proto = to_onnx(function, specs, opset=export.OPSET, input_names=ins, output_names=outs)
+    return session(proto.SerializeToString())
 
 
 def median_ms(sessions, scene, embeddings, rounds, block=10):
@@ -68,10 +76,6 @@ def main(argv=None):
         scene = rng.integers(0, 256, (c.scene_size, c.scene_size, 3), dtype=np.uint8)
         embeddings = rng.standard_normal((args.objects, c.embedding_dim)).astype(np.float32)
         embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-        def converted(run):
-            f, specs, ins, outs = export.graphs(run)["scene"]
-            return session(to_onnx(f, specs, opset=export.OPSET, input_names=ins, output_names=outs).SerializeToString())
-
         plain_probs = run.find(scene[None], embeddings[None])[0][0]
         plain = converted(run)  # before folding: it changes the models' layers
         run, count = folded(run)

@@ -68,7 +68,8 @@ def test_the_export_describes_its_graphs_and_carries_the_runs_settings(trained, 
     v, s, g, e, a = config.view_size, config.scene_size, config.grid_size, config.embedding_dim, len(config.priors)
     assert sorted(os.listdir(out)) == ["embedding.onnx", EXPORT_FILE, "scene.onnx"]
     graphs = stored["graphs"]
-    assert graphs["embedding"]["inputs"] == {"views": ["K", "N", v, v, 4, "uint8"], "backgrounds": ["K", "N", 3, "uint8"]}
+    assert graphs["embedding"]["inputs"] == {"views": ["K", "N", v, v, 4, "uint8"],
+                                             "backgrounds": ["K", "N", 3, "uint8"]}
     assert graphs["embedding"]["outputs"] == {"embeddings": ["K", e, "float"]}
     assert graphs["scene"]["inputs"] == {"scene": [s, s, 3, "uint8"], "embeddings": ["C", e, "float"]}
     assert graphs["scene"]["outputs"] == {"p_object": ["C", g, g, "float"], "box_outputs": ["C", g, g, a, 5, "float"]}
@@ -99,8 +100,8 @@ def test_detect_with_the_onnx_backend_imports_no_jax_and_finds_what_jax_finds(tr
                                                       for d in o["detections"]]))]
     by_jax = detect.main([*flags, "--run-dir", str(trained)])
     capsys.readouterr()
-    done = subprocess.run([sys.executable, "-c", WITHOUT_JAX, *flags, "--backend", "onnx", "--run-dir", str(exported[0])],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", WITHOUT_JAX, *flags, "--backend", "onnx", "--run-dir",
+                           str(exported[0])], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     by_onnx = json.loads(done.stdout)
     assert by_onnx["threshold"] == by_jax["threshold"] and len(by_onnx["objects"]) == 2
@@ -115,7 +116,8 @@ def test_the_detector_api_runs_either_backend_alike(trained, exported, pictures)
     scene, refs = pictures
     views = [os.path.join(refs, name, f) for name in sorted(os.listdir(refs))[:1]
              for f in sorted(os.listdir(os.path.join(refs, name)))]
-    detectors = [detect.Detector(str(trained), "jax", flips=True), detect.Detector(str(exported[0]), "onnx", flips=True)]
+    detectors = [detect.Detector(str(trained), "jax", flips=True),
+                 detect.Detector(str(exported[0]), "onnx", flips=True)]
     threshold = threshold_in_a_gap(detectors[0].find(scene, {"it": views}, threshold=0)["it"]["scores"])
     found = [d.find(scene, {"it": views}, threshold=threshold)["it"] for d in detectors]
     assert len(found[0]["boxes"])
